@@ -1,0 +1,1 @@
+"""The I/O side of shardproxy: wire server, sessions, backend pools, executor."""

@@ -1,0 +1,107 @@
+"""The typed config model: what a YAML file means once loaded and validated.
+
+Everything here is frozen: a reload builds a new `Config` and swaps one reference.
+The YAML loader that builds it lives in `router.config_loader`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from router.algorithms import ShardAlgorithm
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str = "127.0.0.1"
+    port: int = 3307
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+    # None: every logical database; otherwise only these.
+    databases: tuple[str, ...] | None = None
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class PoolSize:
+    min: int = 0
+    max: int = 32
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str  # the physical database every connection of this backend uses
+    pool: PoolSize = field(default_factory=PoolSize)
+
+
+class TableKind(Enum):
+    SHARDED = "sharded"
+    BROADCAST = "broadcast"
+    SINGLE = "single"
+
+
+@dataclass(frozen=True)
+class DataNode:
+    """Where one shard of a table lives: a backend and a physical table name on it."""
+
+    backend: str
+    table: str
+
+    def __str__(self) -> str:
+        return f"{self.backend}.{self.table}"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # logical name, lower case
+    kind: TableKind
+    # SHARDED: one node per shard, index = shard number the algorithm returns.
+    # BROADCAST: one node per backend holding a copy. SINGLE: exactly one node.
+    nodes: tuple[DataNode, ...]
+    shard_key: str | None = None  # lower case column name, SHARDED only
+    algorithm: ShardAlgorithm | None = None  # SHARDED only
+    algorithm_name: str | None = None  # as written in the file, for check-config / EXPLAIN
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The distinct backends holding this table, in node order."""
+        return tuple(dict.fromkeys(node.backend for node in self.nodes))
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str  # logical name as the client sees it
+    default_backend: str
+    tables: dict[str, Table]  # keyed by lower-case logical name
+    # Each group: tables co-located row by row (same algorithm, same node count).
+    binding_groups: tuple[frozenset[str], ...] = ()
+
+    def binding_group_of(self, table: str) -> frozenset[str] | None:
+        for group in self.binding_groups:
+            if table in group:
+                return group
+        return None
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: Listener
+    users: dict[str, User]
+    backends: dict[str, Backend]
+    databases: dict[str, Database]  # keyed by logical name exactly as written
+    source: str = "<memory>"  # file the config was loaded from
+
+    def database(self, name: str) -> Database | None:
+        return self.databases.get(name)
