@@ -1,0 +1,369 @@
+"""Backend connections and their pools.
+
+A connection is opened and authenticated by aiomysql (handshake, auth plugins, TLS), then spoken
+to packet by packet: the hot path relays result packets to the client without decoding rows.
+Control statements (SET, BEGIN, XA, metadata) that need decoded answers use the same packet path
+with small decoders, so aiomysql's own result machinery never holds a half-read response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from dataclasses import dataclass
+
+import aiomysql
+
+from proxy import packets as p
+from router.config import Backend
+from router.errors import BackendUnavailable, ProxyError
+
+CONNECT_TIMEOUT = 5.0
+# An idle connection older than this is pinged before use.
+PING_AFTER_IDLE = 30.0
+
+# The state every pooled connection starts in; a session's SETs are applied on top of it.
+DEFAULT_STATE: tuple[tuple[str, str], ...] = ()
+
+
+class BackendError(ProxyError):
+    """An ERR packet a backend sent, forwarded with its own code and SQLSTATE."""
+
+
+@dataclass(frozen=True)
+class OkResult:
+    affected_rows: int
+    last_insert_id: int
+    status: int
+    warnings: int
+
+
+class BackendConnection:
+    """One authenticated connection to a backend, used one command at a time."""
+
+    def __init__(self, pool: BackendPool, conn: aiomysql.Connection):
+        self.pool = pool
+        self._conn = conn
+        self._reader: asyncio.StreamReader = conn._reader
+        self._writer: asyncio.StreamWriter = conn._writer
+        self.state = DEFAULT_STATE
+        self.broken = False
+        self.last_used = time.monotonic()
+        self.server_version: str = conn.server_version
+        self.thread_id: int = conn.server_thread_id[0]
+
+    @property
+    def backend(self) -> str:
+        return self.pool.backend.name
+
+    def send_command(self, command: int, payload: bytes) -> None:
+        """Write a command packet (sequence id 0); replies follow from read_packet()."""
+        data, _ = p.frame(bytes((command,)) + payload, 0)
+        try:
+            self._writer.write(data)
+        except Exception as exc:
+            self.broken = True
+            raise self._lost(exc) from exc
+
+    def send_raw(self, data: bytes) -> None:
+        try:
+            self._writer.write(data)
+        except Exception as exc:
+            self.broken = True
+            raise self._lost(exc) from exc
+
+    async def read_packet(self) -> bytes:
+        """Read one logical packet payload (16 MB frames joined)."""
+        try:
+            header = await self._reader.readexactly(4)
+            length = header[0] | header[1] << 8 | header[2] << 16
+            payload = await self._reader.readexactly(length)
+            if length < p.MAX_PAYLOAD:
+                return payload
+            parts = [payload]
+            while length == p.MAX_PAYLOAD:
+                header = await self._reader.readexactly(4)
+                length = header[0] | header[1] << 8 | header[2] << 16
+                parts.append(await self._reader.readexactly(length))
+            return b"".join(parts)
+        except (asyncio.IncompleteReadError, OSError) as exc:
+            self.broken = True
+            raise self._lost(exc) from exc
+
+    async def read_frame(self) -> bytes:
+        """Read one raw wire frame, header included, for relaying without reassembly."""
+        try:
+            header = await self._reader.readexactly(4)
+            length = header[0] | header[1] << 8 | header[2] << 16
+            return header + await self._reader.readexactly(length)
+        except (asyncio.IncompleteReadError, OSError) as exc:
+            self.broken = True
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: BaseException) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Lost connection to backend '{self.backend}' during query ({type(exc).__name__})"
+        )
+
+    async def execute(self, sql: str) -> OkResult:
+        """Run a statement that returns no rows; raise BackendError on ERR."""
+        self.send_command(p.COM_QUERY, sql.encode("utf-8"))
+        ok = None
+        while True:
+            payload = await self.read_packet()
+            head = payload[0]
+            if head == 0x00:
+                result = OkResult(*p.parse_ok(payload))
+            elif head == 0xFF:
+                raise BackendError(*_err_args(payload))
+            else:
+                await self._skip_result_set()
+                result = OkResult(0, 0, self._last_status, 0)
+            ok = ok or result
+            if not result.status & p.SERVER_MORE_RESULTS_EXISTS:
+                return ok
+
+    async def query(self, sql: str) -> list[tuple[str | None, ...]]:
+        """Run a statement and return its rows as text (None for NULL); for control queries."""
+        self.send_command(p.COM_QUERY, sql.encode("utf-8"))
+        payload = await self.read_packet()
+        if payload[0] == 0x00:
+            return []
+        if payload[0] == 0xFF:
+            raise BackendError(*_err_args(payload))
+        count, _ = p.read_lenenc_int(payload, 0)
+        for _ in range(count or 0):
+            await self.read_packet()
+        await self.read_packet()  # EOF after column definitions
+        rows = []
+        while True:
+            payload = await self.read_packet()
+            if p.is_eof(payload):
+                return rows
+            if payload[0] == 0xFF:
+                raise BackendError(*_err_args(payload))
+            row = []
+            pos = 0
+            for _ in range(count or 0):
+                n, pos = p.read_lenenc_int(payload, pos)
+                if n is None:
+                    row.append(None)
+                else:
+                    row.append(payload[pos : pos + n].decode("utf-8", "replace"))
+                    pos += n
+            rows.append(tuple(row))
+
+    async def _skip_result_set(self) -> None:
+        self._last_status = 0
+        while not p.is_eof(await self.read_packet()):
+            pass
+        while True:
+            payload = await self.read_packet()
+            if p.is_eof(payload):
+                self._last_status = p.eof_status(payload)[1]
+                return
+            if payload[0] == 0xFF:
+                raise BackendError(*_err_args(payload))
+
+    _last_status = 0
+
+    async def reset(self) -> None:
+        """COM_RESET_CONNECTION: drop session variables, temporary tables, user variables."""
+        self.send_command(p.COM_RESET_CONNECTION, b"")
+        payload = await self.read_packet()
+        if payload[0] == 0xFF:
+            raise BackendError(*_err_args(payload))
+        self.state = DEFAULT_STATE
+
+    async def apply_state(self, state: tuple[tuple[str, str], ...]) -> None:
+        """Make this connection's session variables exactly `state` (a session's SETs)."""
+        if state == self.state:
+            return
+        if self.state != DEFAULT_STATE:
+            await self.reset()
+        if state:
+            await self.execute("SET " + ", ".join(assignment_sql(k, v) for k, v in state))
+        self.state = state
+
+    async def ping(self) -> bool:
+        try:
+            self.send_command(p.COM_PING, b"")
+            payload = await asyncio.wait_for(self.read_packet(), CONNECT_TIMEOUT)
+        except (ProxyError, TimeoutError):
+            self.broken = True
+            return False
+        return payload[0] == 0x00
+
+    def close(self) -> None:
+        self.broken = True
+        self._conn.close()
+
+
+def assignment_sql(name: str, value_sql: str) -> str:
+    """One SET assignment as SQL: `NAMES utf8mb4`, `@x = 1`, `sql_mode = '...'`."""
+    if name in ("names", "character set"):
+        return f"{name.upper()} {value_sql}"
+    if name.startswith("@"):
+        return f"{name} = {value_sql}"
+    return f"@@session.{name} = {value_sql}"
+
+
+def _err_args(payload: bytes) -> tuple[str, int, str]:
+    code, sqlstate, message = p.parse_err(payload)
+    return message, code, sqlstate
+
+
+class BackendPool:
+    """Connections to one backend; acquire() takes no lock when an idle connection exists."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self._idle: collections.deque[BackendConnection] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[BackendConnection]] = collections.deque()
+        self._size = 0  # open + opening connections
+        self._closed = False
+        self.server_version = ""
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def acquire(self, state: tuple[tuple[str, str], ...] = DEFAULT_STATE) -> BackendConnection:
+        """A connection carrying exactly the session state `state`."""
+        conn = self._take_idle(state)
+        if conn is None:
+            if self._size < self.backend.pool.max:
+                conn = await self._connect()
+            else:
+                waiter: asyncio.Future[BackendConnection] = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    conn = await asyncio.wait_for(waiter, CONNECT_TIMEOUT * 6)
+                except TimeoutError:
+                    raise BackendUnavailable(
+                        f"Timed out waiting for a connection to backend '{self.backend.name}'"
+                    ) from None
+        elif time.monotonic() - conn.last_used > PING_AFTER_IDLE and not await conn.ping():
+            self._discard(conn)
+            conn = await self._connect()
+        try:
+            await conn.apply_state(state)
+        except BaseException:
+            self.release(conn, clean=False)
+            raise
+        return conn
+
+    def _take_idle(self, state: tuple[tuple[str, str], ...]) -> BackendConnection | None:
+        idle = self._idle
+        if not idle:
+            return None
+        if idle[-1].state == state:
+            return idle.pop()
+        for conn in reversed(idle):
+            if conn.state == state:
+                idle.remove(conn)
+                return conn
+        return idle.pop()
+
+    async def _connect(self) -> BackendConnection:
+        b = self.backend
+        self._size += 1
+        try:
+            raw = await asyncio.wait_for(
+                aiomysql.connect(
+                    host=b.host,
+                    port=b.port,
+                    user=b.user,
+                    password=b.password,
+                    db=b.database,
+                    charset="utf8mb4",
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT,
+                ),
+                CONNECT_TIMEOUT,
+            )
+        except Exception as exc:
+            self._size -= 1
+            raise BackendUnavailable(
+                f"Can't connect to backend '{b.name}' ({b.host}:{b.port}): {exc}"
+            ) from exc
+        conn = BackendConnection(self, raw)
+        self.server_version = conn.server_version
+        return conn
+
+    def release(self, conn: BackendConnection, clean: bool = True) -> None:
+        """Return a connection; one that is broken or in an unknown state is closed instead."""
+        if conn.broken or not clean or self._closed:
+            self._discard(conn)
+            self._wake_waiter_with_new()
+            return
+        conn.last_used = time.monotonic()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _discard(self, conn: BackendConnection) -> None:
+        self._size -= 1
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _wake_waiter_with_new(self) -> None:
+        while self._waiters and self._size < self.backend.pool.max:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            task = asyncio.ensure_future(self._connect())
+            task.add_done_callback(lambda t, w=waiter: _settle(w, t))
+            return
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._discard(self._idle.pop())
+
+
+def _settle(waiter: asyncio.Future[BackendConnection], task: asyncio.Task[BackendConnection]) -> None:
+    if task.cancelled():
+        waiter.cancel()
+    elif task.exception() is not None:
+        if not waiter.done():
+            waiter.set_exception(task.exception())  # type: ignore[arg-type]
+    elif waiter.done():
+        conn = task.result()
+        conn.pool.release(conn)
+    else:
+        waiter.set_result(task.result())
+
+
+class Backends:
+    """Every backend's pool, by name."""
+
+    def __init__(self, backends: dict[str, Backend]):
+        self.pools = {name: BackendPool(b) for name, b in backends.items()}
+
+    def __getitem__(self, name: str) -> BackendPool:
+        return self.pools[name]
+
+    async def server_version(self) -> str:
+        """The real version of the first reachable backend, for the handshake."""
+        for pool in self.pools.values():
+            try:
+                conn = await pool.acquire()
+            except ProxyError:
+                continue
+            pool.release(conn)
+            return conn.server_version
+        return "10.11.0-MariaDB"
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()

@@ -1,0 +1,75 @@
+"""The `shardproxy` command: `serve --config FILE` and `check-config FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from router.config_loader import describe, load_config
+from router.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shardproxy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", required=True, help="YAML config file")
+    serve.add_argument("--log-level", default="INFO")
+    check = sub.add_parser("check-config", help="validate a config file and print what it means")
+    check.add_argument("file")
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        try:
+            config = load_config(args.file)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"{args.file}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(describe(config))
+        return 0
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(config))
+    return uvloop.run(_serve(config))
+
+
+async def _serve(config) -> int:  # noqa: ANN001 - Config, imported lazily with the server
+    from proxy.server import Server
+
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.ensure_future(server.serve_forever())
+    await stop.wait()
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+    await server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

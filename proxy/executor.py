@@ -1,0 +1,250 @@
+"""Runs query plans on backend connections and streams the answers to the client.
+
+A single-unit result is relayed frame by frame (sequence ids renumbered, final status patched,
+column metadata made logical); rows are never decoded. Several read units are concatenated as
+they stream. Writes over several units run as local transactions on every connection and commit
+only when all succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from proxy import packets as p
+from proxy.backend import BackendConnection, BackendError, OkResult
+from proxy.channel import ClientChannel
+from proxy.names import NameMap
+from router.errors import BackendUnavailable, NotSupported, ProxyError
+from router.plan import Unit
+
+# Acquire a connection for a unit's backend: pooled, or the session's pinned one.
+Acquire = Callable[[str], Awaitable[BackendConnection]]
+Release = Callable[[BackendConnection, bool], None]
+
+
+@dataclass
+class Outcome:
+    """What the client was told, for the session's ROW_COUNT/LAST_INSERT_ID bookkeeping."""
+
+    affected_rows: int = 0
+    last_insert_id: int = 0
+    warnings: int = 0
+    is_result_set: bool = False
+
+
+class ResultReader:
+    """Reads one backend response in stages: head, column definitions, then row frames."""
+
+    def __init__(self, conn: BackendConnection, names: NameMap):
+        self.conn = conn
+        self.names = names
+        self.head: bytes = b""  # first frame
+        self.ok: OkResult | None = None
+        self.error: ProxyError | None = None
+        self.columns: list[bytes] = []  # column definition payloads (logical names)
+        self.column_eof: bytes = b""
+        self.final_warnings = 0
+        self.final_status = 0
+        self.done = False
+
+    async def read_head(self) -> None:
+        frame = await self.conn.read_frame()
+        self.head = frame
+        kind = frame[4] if len(frame) > 4 else 0
+        if kind == 0x00:
+            self.ok = OkResult(*p.parse_ok(frame[4:]))
+            self.done = True
+        elif kind == 0xFF:
+            self.error = self._error(frame[4:])
+            self.done = True
+        elif kind == 0xFB:
+            # LOCAL INFILE request: answer with an empty file, then report the refusal.
+            self.conn.send_raw(b"\x00\x00\x00\x02")
+            await self.conn.read_packet()
+            self.error = NotSupported("LOAD DATA LOCAL INFILE")
+            self.done = True
+        else:
+            count, _ = p.read_lenenc_int(frame, 4)
+            for _ in range(count or 0):
+                self.columns.append(self.names.column_definition(await self.conn.read_packet()))
+            self.column_eof = await self.conn.read_packet()
+
+    def _error(self, payload: bytes) -> ProxyError:
+        code, sqlstate, message = p.parse_err(payload)
+        return BackendError(self.names.message(message), code, sqlstate)
+
+    async def relay_rows(self, channel: ClientChannel) -> None:
+        """Relay row frames to the client until the terminating EOF or ERR (not sent)."""
+        conn = self.conn
+        continuation = False
+        while True:
+            frame = await conn.read_frame()
+            length = len(frame) - 4
+            if not continuation:
+                kind = frame[4] if length else 0
+                if kind == 0xFE and length < 9:
+                    self.final_warnings, self.final_status = p.eof_status(frame[4:])
+                    self.done = True
+                    return
+                if kind == 0xFF:
+                    self.error = self._error(frame[4:])
+                    self.done = True
+                    return
+            channel.send_frame(frame)
+            continuation = length == p.MAX_PAYLOAD
+            await channel.flush()
+
+    async def drain(self) -> None:
+        """Consume the rest of this response so the connection is clean again."""
+        if self.done:
+            return
+        if not self.head:
+            await self.read_head()
+            if self.done:
+                return
+        continuation = False
+        while True:
+            frame = await self.conn.read_frame()
+            length = len(frame) - 4
+            if not continuation and length and (frame[4] == 0xFF or (frame[4] == 0xFE and length < 9)):
+                self.done = True
+                return
+            continuation = length == p.MAX_PAYLOAD
+
+
+def send_ok(channel: ClientChannel, ok: OkResult, status: int) -> None:
+    channel.send(p.ok_packet(ok.affected_rows, ok.last_insert_id, status, ok.warnings))
+
+
+async def relay_single(
+    conn: BackendConnection, unit: Unit, channel: ClientChannel, names: NameMap, status: int
+) -> Outcome:
+    """Run one unit and relay its answer; raises ProxyError (nothing sent) on ERR."""
+    conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
+    reader = ResultReader(conn, names)
+    await reader.read_head()
+    if reader.error is not None:
+        raise reader.error
+    if reader.ok is not None:
+        send_ok(channel, reader.ok, status)
+        return Outcome(reader.ok.affected_rows, reader.ok.last_insert_id, reader.ok.warnings)
+    channel.send(reader.head[4:])
+    for column in reader.columns:
+        channel.send(column)
+    channel.send(p.with_eof_status(reader.column_eof, status))
+    await reader.relay_rows(channel)
+    if reader.error is not None:
+        channel.send_error(reader.error.code, reader.error.sqlstate, reader.error.message)
+        return Outcome(is_result_set=True)
+    channel.send(p.eof_packet(status, reader.final_warnings))
+    return Outcome(warnings=reader.final_warnings, is_result_set=True)
+
+
+async def concat_reads(
+    conns: Sequence[BackendConnection],
+    units: Sequence[Unit],
+    channel: ClientChannel,
+    names: NameMap,
+    status: int,
+) -> Outcome:
+    """Run read units in parallel and stream their rows one unit after another.
+
+    Every unit's head is read before anything is sent, so an error on any shard becomes a
+    clean ERR for the client instead of a half-sent result.
+    """
+    readers = [ResultReader(conn, names) for conn in conns]
+    for conn, unit in zip(conns, units, strict=True):
+        conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
+    try:
+        await asyncio.gather(*(r.read_head() for r in readers))
+        for reader in readers:
+            if reader.error is not None:
+                raise reader.error
+        first = next((r for r in readers if r.ok is None), None)
+        if first is None:
+            # No unit returned rows (a statement classified as read that answers OK).
+            total = sum(r.ok.affected_rows for r in readers if r.ok)
+            ok = OkResult(total, 0, status, sum(r.ok.warnings for r in readers if r.ok))
+            send_ok(channel, ok, status)
+            return Outcome(affected_rows=total)
+        channel.send(first.head[4:])
+        for column in first.columns:
+            channel.send(column)
+        channel.send(p.with_eof_status(first.column_eof, status))
+        warnings = 0
+        for reader in readers:
+            if reader.ok is not None:
+                continue
+            await reader.relay_rows(channel)
+            if reader.error is not None:
+                channel.send_error(reader.error.code, reader.error.sqlstate, reader.error.message)
+                return Outcome(is_result_set=True)
+            warnings += reader.final_warnings
+        channel.send(p.eof_packet(status, warnings))
+        return Outcome(warnings=warnings, is_result_set=True)
+    finally:
+        await _drain_all(readers)
+
+
+async def _drain_all(readers: Sequence[ResultReader]) -> None:
+    for reader in readers:
+        if not reader.done and not reader.conn.broken:
+            try:
+                await reader.drain()
+            except ProxyError:
+                reader.conn.broken = True
+
+
+async def run_writes(
+    conns: Sequence[BackendConnection], groups: Sequence[Sequence[Unit]], in_transaction: bool
+) -> OkResult:
+    """Run write units grouped by connection and sum their OK packets.
+
+    Each connection runs its group one unit after another; connections run in parallel.
+    Outside a transaction every connection works inside a local transaction that commits only
+    when all units succeeded; any failure rolls all of them back.
+    """
+    if not in_transaction:
+        await asyncio.gather(*(c.execute("BEGIN") for c in conns))
+    results = await asyncio.gather(
+        *(_run_group(c, g) for c, g in zip(conns, groups, strict=True)), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        if not in_transaction:
+            await asyncio.gather(*(_rollback(c) for c in conns))
+        first = errors[0]
+        if isinstance(first, ProxyError):
+            raise first
+        raise BackendUnavailable(f"write failed on a backend: {first}") from first
+    if not in_transaction:
+        await asyncio.gather(*(c.execute("COMMIT") for c in conns))
+    oks = [r for r in results if isinstance(r, OkResult)]
+    insert_ids = [ok.last_insert_id for ok in oks if ok.last_insert_id]
+    return OkResult(
+        sum(ok.affected_rows for ok in oks),
+        min(insert_ids) if insert_ids else 0,
+        0,
+        sum(ok.warnings for ok in oks),
+    )
+
+
+async def _run_group(conn: BackendConnection, units: Sequence[Unit]) -> OkResult:
+    affected = warnings = insert_id = 0
+    for unit in units:
+        ok = await conn.execute(unit.sql)
+        affected += ok.affected_rows
+        warnings += ok.warnings
+        insert_id = insert_id or ok.last_insert_id
+    return OkResult(affected, insert_id, 0, warnings)
+
+
+async def _rollback(conn: BackendConnection) -> None:
+    if conn.broken:
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except ProxyError:
+        conn.broken = True

@@ -1,0 +1,80 @@
+"""Physical -> logical names, so backend errors and column metadata never show physical ones."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from proxy import packets as p
+from router.config import Config
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class NameMap:
+    """Built once per config: physical database and table names and their logical names."""
+
+    databases: dict[str, str]  # physical db -> logical db
+    tables: dict[str, str]  # physical table (lower) -> logical table
+
+    @classmethod
+    def from_config(cls, config: Config) -> NameMap:
+        databases: dict[str, str] = {}
+        tables: dict[str, str] = {}
+        for db in config.databases.values():
+            for table in db.tables.values():
+                for node in table.nodes:
+                    databases.setdefault(config.backends[node.backend].database, db.name)
+                    if node.table.lower() != table.name:
+                        tables[node.table.lower()] = table.name
+            databases.setdefault(config.backends[db.default_backend].database, db.name)
+        return cls(databases, tables)
+
+    def message(self, text: str) -> str:
+        """A backend error message with physical names replaced by logical ones."""
+
+        def swap(match: re.Match[str]) -> str:
+            word = match.group(0)
+            return self.databases.get(word) or self.tables.get(word.lower()) or word
+
+        return _WORD.sub(swap, text)
+
+    def column_definition(self, payload: bytes) -> bytes:
+        """A column definition with its schema and table fields made logical."""
+        pos = 0
+        fields = []
+        for _ in range(6):
+            n, end = p.read_lenenc_int(payload, pos)
+            n = n or 0
+            fields.append(payload[end : end + n])
+            pos = end + n
+        schema, table, org_table = fields[1], fields[2], fields[3]
+        new_schema = self._db(schema)
+        new_table = self._table(table)
+        new_org = self._table(org_table)
+        if new_schema is schema and new_table is table and new_org is org_table:
+            return payload
+        return b"".join(
+            (
+                p.lenenc_str(fields[0]),
+                p.lenenc_str(new_schema),
+                p.lenenc_str(new_table),
+                p.lenenc_str(new_org),
+                p.lenenc_str(fields[4]),
+                p.lenenc_str(fields[5]),
+                payload[pos:],
+            )
+        )
+
+    def _db(self, name: bytes) -> bytes:
+        if not name:
+            return name
+        logical = self.databases.get(name.decode("utf-8", "replace"))
+        return logical.encode("utf-8") if logical is not None else name
+
+    def _table(self, name: bytes) -> bytes:
+        if not name:
+            return name
+        logical = self.tables.get(name.decode("utf-8", "replace").lower())
+        return logical.encode("utf-8") if logical is not None else name

@@ -1,0 +1,173 @@
+"""The listener: accepts clients, authenticates them, and runs a Session per connection.
+
+The handshake packet is built and parsed by mysql-mimic's compiled `packets` module and the
+password check is its mysql_native_password scramble check; everything after authentication is
+ours (see docs/decisions.md for why mimic's connection loop and Session are not used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+
+from mysql_mimic import packets as mimic_packets
+from mysql_mimic.auth import NativePasswordAuthPlugin
+from mysql_mimic.charset import CharacterSet
+from mysql_mimic.types import Capabilities
+
+from proxy import packets as p
+from proxy.backend import Backends
+from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
+from proxy.names import NameMap
+from proxy.session import Session
+from router.config import Config
+from router.errors import AccessDenied, DbAccessDenied, ProxyError, UnknownDatabase
+from router.planner import Router
+
+log = logging.getLogger("shardproxy.server")
+
+NATIVE_PASSWORD = "mysql_native_password"
+VERSION_SUFFIX = "-shardproxy"
+HANDSHAKE_TIMEOUT = 10.0
+_NONCE_CHARS = bytes(range(0x21, 0x7F)).replace(b"\\", b"")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything derived from one config; a reload swaps the whole object."""
+
+    config: Config
+    router: Router
+    names: NameMap
+    backends: Backends
+
+
+class Server:
+    def __init__(self, config: Config):
+        self.runtime = Runtime(
+            config, Router(config), NameMap.from_config(config), Backends(config.backends)
+        )
+        self.server_version = "10.11.0-MariaDB" + VERSION_SUFFIX
+        self._ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self.sessions: dict[int, Session] = {}
+
+    async def start(self) -> None:
+        version = await self.runtime.backends.server_version()
+        self.server_version = version + VERSION_SUFFIX
+        listen = self.runtime.config.listen
+        self._server = await asyncio.start_server(self._client, listen.host, listen.port)
+        log.info("listening on %s:%d as %s", listen.host, listen.port, self.server_version)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await self.runtime.backends.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        channel = ClientChannel(reader, writer)
+        connection_id = next(self._ids)
+        try:
+            session = await asyncio.wait_for(
+                self._handshake(channel, connection_id), HANDSHAKE_TIMEOUT
+            )
+            if session is None:
+                await channel.drain()
+                return
+            self.sessions[connection_id] = session
+            try:
+                await session.run()
+            finally:
+                self.sessions.pop(connection_id, None)
+        except (ClientClosed, ConnectionError, TimeoutError, ProtocolViolation):
+            pass
+        except Exception:
+            log.exception("connection %d failed", connection_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.drain()
+            channel.close()
+
+    async def _handshake(self, channel: ClientChannel, connection_id: int) -> Session | None:
+        nonce = bytes(_NONCE_CHARS[b % len(_NONCE_CHARS)] for b in os.urandom(20))
+        channel.seq = 0
+        channel.send(
+            mimic_packets.make_handshake_v10(
+                capabilities=Capabilities(p.SERVER_CAPABILITIES),
+                server_charset=CharacterSet.utf8mb4,
+                server_version=self.server_version,
+                connection_id=connection_id,
+                auth_data=nonce + b"\x00",
+                status_flags=p.SERVER_STATUS_AUTOCOMMIT,
+                auth_plugin_name=NATIVE_PASSWORD,
+            )
+        )
+        await channel.drain()
+        try:
+            response = mimic_packets.parse_handshake_response(
+                Capabilities(p.SERVER_CAPABILITIES), await channel.read_packet()
+            )
+        except (ClientClosed, ProtocolViolation):
+            raise
+        except Exception as exc:
+            raise ProtocolViolation(f"bad handshake response: {exc}") from exc
+        if not isinstance(response, mimic_packets.HandshakeResponse41):
+            channel.send_error(1043, "08S01", "Bad handshake: TLS is not configured")
+            return None
+        auth_response = response.auth_response
+        if response.client_plugin not in (None, NATIVE_PASSWORD):
+            # Ask the client to answer with mysql_native_password on the same nonce.
+            channel.send(b"\xfe" + NATIVE_PASSWORD.encode() + b"\x00" + nonce + b"\x00")
+            await channel.drain()
+            auth_response = await channel.read_packet()
+        config = self.runtime.config
+        try:
+            user = config.users.get(response.username)
+            if user is None or not _password_ok(user.password, auth_response, nonce):
+                raise AccessDenied(
+                    f"Access denied for user '{response.username}'@'{_peer(channel)}' "
+                    f"(using password: {'YES' if auth_response else 'NO'})"
+                )
+            database = response.database or None
+            if database is not None:
+                if database not in config.databases:
+                    raise UnknownDatabase(database)
+                if user.databases is not None and database not in user.databases:
+                    raise DbAccessDenied(
+                        f"Access denied for user '{user.name}'@'%' to database '{database}'"
+                    )
+        except ProxyError as exc:
+            channel.send_error(exc.code, exc.sqlstate, exc.message)
+            return None
+        channel.send(p.ok_packet(status=p.SERVER_STATUS_AUTOCOMMIT))
+        return Session(
+            self, channel, connection_id, user.name, int(response.capabilities), database
+        )
+
+
+def _password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:
+    if not password:
+        return not scramble
+    if not scramble:
+        return False
+    stored = NativePasswordAuthPlugin.create_auth_string(password)
+    return NativePasswordAuthPlugin().verify_scramble(stored, scramble, nonce)
+
+
+def _peer(channel: ClientChannel) -> str:
+    peer = channel.writer.get_extra_info("peername")
+    return str(peer[0]) if peer else "localhost"

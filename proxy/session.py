@@ -1,0 +1,447 @@
+"""One client connection after authentication: its state and the commands it sends.
+
+A session never shares backend state with another: pooled connections carry the exact list of
+SETs (`state`) of the session using them, and are reset before serving a session with another
+list; inside a transaction the session keeps its own pinned connection per backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from proxy import packets as p
+from proxy.backend import BackendConnection, assignment_sql
+from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
+from proxy.executor import ResultReader, concat_reads, relay_single, run_writes, send_ok
+from router.errors import (
+    BackendUnavailable,
+    DbAccessDenied,
+    NoDatabaseSelected,
+    NotSupported,
+    ProxyError,
+    UnknownDatabase,
+)
+from router.plan import (
+    QueryPlan,
+    SetPlan,
+    SetVar,
+    ShowPlan,
+    ShowWhat,
+    TransactionPlan,
+    TxnAction,
+    UsePlan,
+)
+from router.planner import split_statements
+
+if TYPE_CHECKING:
+    from proxy.server import Runtime, Server
+
+log = logging.getLogger("shardproxy.session")
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_TRUE = {"1", "on", "true", "'on'", "'1'"}
+_FALSE = {"0", "off", "false", "'off'", "'0'"}
+# The pool's own connection character set; SET NAMES of it changes nothing.
+_POOL_CHARSET = "utf8mb4"
+
+
+class Session:
+    def __init__(
+        self,
+        server: Server,
+        channel: ClientChannel,
+        connection_id: int,
+        user: str,
+        capabilities: int,
+        database: str | None,
+    ):
+        self.server = server
+        self.channel = channel
+        self.connection_id = connection_id
+        self.user = user
+        self.capabilities = capabilities
+        self.database = database
+        self.autocommit = True
+        self.in_txn = False
+        self.txn_conns: dict[str, BackendConnection] = {}
+        self.txn_written: set[str] = set()
+        self.state: tuple[tuple[str, str], ...] = ()
+        self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.server.runtime
+
+    def status(self, more: bool = False) -> int:
+        flags = p.SERVER_STATUS_AUTOCOMMIT if self.autocommit else 0
+        if self.in_txn:
+            flags |= p.SERVER_STATUS_IN_TRANS
+        if more:
+            flags |= p.SERVER_MORE_RESULTS_EXISTS
+        return flags
+
+    async def run(self) -> None:
+        """Serve commands until the client quits or goes away."""
+        try:
+            while True:
+                packet = await self.channel.read_command()
+                if not packet:
+                    raise ProtocolViolation("empty command packet")
+                if packet[0] == p.COM_QUIT:
+                    return
+                await self.dispatch(packet[0], packet[1:])
+                await self.channel.drain()
+        except (ClientClosed, ConnectionError):
+            return
+        except ProtocolViolation as exc:
+            log.info("connection %d: protocol violation: %s", self.connection_id, exc)
+            self.channel.send_error(1156, "08S01", f"Got packets out of order: {exc}")
+        finally:
+            await self.end_transaction(commit=False)
+
+    async def dispatch(self, command: int, body: bytes) -> None:
+        try:
+            if command == p.COM_QUERY:
+                await self.handle_query(body)
+            elif command == p.COM_PING:
+                self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_INIT_DB:
+                self.use(body.decode("utf-8", "surrogateescape"))
+                self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_SET_OPTION:
+                self.multi_statements = body[:2] == b"\x00\x00"
+                self.channel.send(p.eof_packet(self.status()))
+            elif command == p.COM_RESET_CONNECTION:
+                await self.end_transaction(commit=False)
+                self.state = ()
+                self.autocommit = True
+                self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_FIELD_LIST:
+                self.channel.send(p.eof_packet(self.status()))
+            elif command == p.COM_STATISTICS:
+                self.channel.send(b"Uptime: 1  Threads: 1  Questions: 0")
+            else:
+                raise ProxyError(f"Command {command:#04x} is not supported", 1047, "08S01")
+        except ProxyError as exc:
+            self.channel.send_error(exc.code, exc.sqlstate, exc.message)
+
+    async def handle_query(self, body: bytes) -> None:
+        sql = body.decode("utf-8", "surrogateescape")
+        statements = split_statements(sql) if self.multi_statements and ";" in sql else [sql]
+        if not statements:
+            raise ProxyError("Query was empty", 1065, "42000")
+        last = len(statements) - 1
+        for i, statement in enumerate(statements):
+            # An error ends a multi-statement batch, as in MySQL.
+            await self.run_statement(statement, more=i < last)
+
+    async def run_statement(self, sql: str, more: bool = False) -> None:
+        plan = self.runtime.router.plan(sql, self.database)
+        if isinstance(plan, QueryPlan):
+            await self.run_query(plan, more)
+        elif isinstance(plan, UsePlan):
+            self.use(plan.database)
+            self.channel.send(p.ok_packet(status=self.status(more)))
+        elif isinstance(plan, SetPlan):
+            await self.apply_set(plan.assignments)
+            self.channel.send(p.ok_packet(status=self.status(more)))
+        elif isinstance(plan, TransactionPlan):
+            await self.transaction(plan.action)
+            self.channel.send(p.ok_packet(status=self.status(more)))
+        elif isinstance(plan, ShowPlan):
+            self.show(plan, more)
+        else:
+            raise NotSupported(type(plan).__name__)
+
+    # --- databases and SHOW ---------------------------------------------------------------
+
+    def allowed_databases(self) -> list[str]:
+        user = self.runtime.config.users[self.user]
+        names = list(self.runtime.config.databases)
+        return names if user.databases is None else [n for n in names if n in user.databases]
+
+    def use(self, name: str) -> None:
+        if name not in self.runtime.config.databases:
+            raise UnknownDatabase(name)
+        if name not in self.allowed_databases():
+            raise DbAccessDenied(
+                f"Access denied for user '{self.user}'@'%' to database '{name}'"
+            )
+        self.database = name
+
+    def show(self, plan: ShowPlan, more: bool) -> None:
+        if plan.what is ShowWhat.DATABASES:
+            names = ["information_schema", *self.allowed_databases()]
+            header = "Database"
+            rows: list[Sequence[object]] = [(n,) for n in _like(names, plan.like)]
+            columns = [header + (f" ({plan.like})" if plan.like else "")]
+        else:
+            db_name = plan.database or self.database
+            if db_name is None:
+                raise NoDatabaseSelected()
+            if db_name not in self.allowed_databases():
+                raise UnknownDatabase(db_name)
+            db = self.runtime.config.databases[db_name]
+            names = sorted(_like(list(db.tables), plan.like))
+            columns = [f"Tables_in_{db_name}" + (f" ({plan.like})" if plan.like else "")]
+            if plan.full:
+                columns.append("Table_type")
+                rows = [(n, "BASE TABLE") for n in names]
+            else:
+                rows = [(n,) for n in names]
+        for payload in p.text_result_payloads(columns, rows, self.status(more)):
+            self.channel.send(payload)
+
+    # --- SET ------------------------------------------------------------------------------
+
+    async def apply_set(self, assignments: Sequence[SetVar]) -> None:
+        """Record SETs as the literal values a backend computed, so replaying them on another
+        connection gives exactly the same session (SET x = CONCAT(@@x, ...) included)."""
+        state = dict(self.state)
+        remote: list[SetVar] = []
+        for a in assignments:
+            if a.name == "autocommit":
+                await self.set_autocommit(a.value_sql)
+            elif a.name in ("names", "character set"):
+                value = a.value_sql.strip()
+                if value.strip("'\"`").lower() == _POOL_CHARSET:
+                    state.pop(a.name, None)
+                else:
+                    state[a.name] = value
+                remote.append(a)
+            else:
+                remote.append(a)
+        if remote:
+            await self._run_sets(remote, state)
+        self.state = tuple(state.items())
+
+    async def _run_sets(self, assignments: list[SetVar], state: dict[str, str]) -> None:
+        readback: list[str] = []
+        parts = []
+        for a in assignments:
+            if a.name == "transaction":
+                parts.append(None)
+                readback += ["tx_isolation", "tx_read_only"]
+            else:
+                parts.append(assignment_sql(a.name, a.value_sql))
+                if a.name not in ("names", "character set"):
+                    readback.append(a.name)
+        conn, pooled = await self.connection(self.default_backend())
+        clean = False
+        try:
+            plain = [s for s in parts if s is not None]
+            if plain:
+                await conn.execute("SET " + ", ".join(plain))
+            for a in assignments:
+                if a.name == "transaction":
+                    await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")
+            if readback:
+                exprs = ", ".join(n if n.startswith("@") else f"@@session.{n}" for n in readback)
+                (row,) = await conn.query(f"SELECT {exprs}")
+                for name, value in zip(readback, row, strict=True):
+                    state[name] = _literal(value)
+            conn.state = tuple(state.items())
+            clean = True
+        finally:
+            if pooled:
+                conn.pool.release(conn, clean)
+
+    async def set_autocommit(self, value_sql: str) -> None:
+        value = value_sql.strip().lower()
+        if value in _TRUE:
+            if self.in_txn:
+                await self.end_transaction(commit=True)
+            self.autocommit = True
+        elif value in _FALSE:
+            self.autocommit = False
+        else:
+            raise ProxyError(
+                f"Variable 'autocommit' can't be set to the value of '{value_sql}'", 1231, "42000"
+            )
+
+    # --- transactions -----------------------------------------------------------------------
+
+    async def transaction(self, action: TxnAction) -> None:
+        if action is TxnAction.BEGIN:
+            await self.end_transaction(commit=True)
+            self.in_txn = True
+        else:
+            await self.end_transaction(commit=action is TxnAction.COMMIT)
+
+    async def end_transaction(self, commit: bool) -> None:
+        """COMMIT or ROLLBACK every pinned connection and give them back to their pools."""
+        conns = self.txn_conns
+        self.txn_conns = {}
+        self.txn_written = set()
+        self.in_txn = False
+        error: ProxyError | None = None
+        for conn in conns.values():
+            clean = not conn.broken
+            if clean:
+                try:
+                    await conn.execute("COMMIT" if commit and error is None else "ROLLBACK")
+                except ProxyError as exc:
+                    error = error or exc
+                    clean = False
+            conn.pool.release(conn, clean)
+        if error is not None:
+            raise error
+
+    def default_backend(self) -> str:
+        config = self.runtime.config
+        db = config.databases.get(self.database or "") or next(iter(config.databases.values()))
+        return db.default_backend
+
+    async def connection(self, backend: str) -> tuple[BackendConnection, bool]:
+        """(connection, pooled): the pinned one inside a transaction, else one from the pool."""
+        if self.in_txn:
+            conn = self.txn_conns.get(backend)
+            if conn is None:
+                conn = await self.runtime.backends[backend].acquire(self.state)
+                try:
+                    await conn.execute("BEGIN")
+                except BaseException:
+                    conn.pool.release(conn, False)
+                    raise
+                self.txn_conns[backend] = conn
+            return conn, False
+        return await self.runtime.backends[backend].acquire(self.state), True
+
+    # --- running plans ------------------------------------------------------------------------
+
+    async def run_query(self, plan: QueryPlan, more: bool) -> None:
+        if plan.implicit_commit:
+            await self.end_transaction(commit=True)
+        elif not self.autocommit and not self.in_txn:
+            self.in_txn = True
+        if self.in_txn:
+            await self._run_in_transaction(plan, more)
+        else:
+            await self._run_autocommit(plan, more)
+
+    async def _run_autocommit(self, plan: QueryPlan, more: bool) -> None:
+        units = plan.units
+        names = self.runtime.names
+        if len(units) == 1:
+            conn, _ = await self.connection(units[0].backend)
+            try:
+                await relay_single(conn, units[0], self.channel, names, self.status(more))
+            finally:
+                conn.pool.release(conn, not conn.broken)
+            return
+        if plan.is_write:
+            by_backend = _group_by_backend(units)
+            conns = [await self.connection(b) for b in by_backend]
+            try:
+                ok = await run_writes([c for c, _ in conns], list(by_backend.values()), False)
+            finally:
+                for conn, _ in conns:
+                    conn.pool.release(conn, not conn.broken)
+            send_ok(self.channel, ok, self.status(more))
+            return
+        acquired: list[BackendConnection] = []
+        try:
+            for unit in units:
+                conn, _ = await self.connection(unit.backend)
+                acquired.append(conn)
+            await concat_reads(acquired, units, self.channel, names, self.status(more))
+        finally:
+            for conn in acquired:
+                conn.pool.release(conn, not conn.broken)
+
+    async def _run_in_transaction(self, plan: QueryPlan, more: bool) -> None:
+        units = plan.units
+        backends = list(dict.fromkeys(u.backend for u in units))
+        if plan.is_write:
+            written = self.txn_written | set(backends)
+            if len(written) > 1:
+                raise NotSupported(
+                    "a transaction writing to more than one backend (XA two-phase commit is "
+                    "not enabled in this build)"
+                )
+        try:
+            conns = {b: (await self.connection(b))[0] for b in backends}
+            if plan.is_write:
+                self.txn_written |= set(backends)
+            status = self.status(more)
+            if len(units) == 1:
+                await relay_single(conns[units[0].backend], units[0], self.channel,
+                                   self.runtime.names, status)
+            elif plan.is_write:
+                by_backend = _group_by_backend(units)
+                ok = await run_writes(
+                    [conns[b] for b in by_backend], list(by_backend.values()), True
+                )
+                send_ok(self.channel, ok, status)
+            else:
+                await self._sequential_reads(conns, plan, status)
+        except BackendUnavailable:
+            await self.end_transaction(commit=False)
+            raise
+
+    async def _sequential_reads(
+        self, conns: dict[str, BackendConnection], plan: QueryPlan, status: int
+    ) -> None:
+        """Scatter reads on pinned connections: one unit at a time, since units share them."""
+        sent_header = False
+        warnings = 0
+        for unit in plan.units:
+            conn = conns[unit.backend]
+            conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
+            reader = ResultReader(conn, self.runtime.names)
+            await reader.read_head()
+            if reader.error is not None:
+                if not sent_header:
+                    raise reader.error
+                self.channel.send_error(reader.error.code, reader.error.sqlstate,
+                                        reader.error.message)
+                return
+            if reader.ok is not None:
+                continue
+            if not sent_header:
+                self.channel.send(reader.head[4:])
+                for column in reader.columns:
+                    self.channel.send(column)
+                self.channel.send(p.with_eof_status(reader.column_eof, status))
+                sent_header = True
+            await reader.relay_rows(self.channel)
+            if reader.error is not None:
+                self.channel.send_error(reader.error.code, reader.error.sqlstate,
+                                        reader.error.message)
+                return
+            warnings += reader.final_warnings
+        if sent_header:
+            self.channel.send(p.eof_packet(status, warnings))
+        else:
+            self.channel.send(p.ok_packet(status=status))
+
+
+def _group_by_backend(units: Sequence) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for unit in units:
+        groups.setdefault(unit.backend, []).append(unit)
+    return groups
+
+
+def _literal(value: str | None) -> str:
+    if value is None:
+        return "NULL"
+    if _NUMBER.fullmatch(value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _like(names: list[str], pattern: str | None) -> list[str]:
+    if pattern is None:
+        return names
+    regex = re.compile(
+        "".join(
+            ".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern
+        ),
+        re.IGNORECASE | re.DOTALL,
+    )
+    return [n for n in names if regex.fullmatch(n)]
+
