@@ -234,14 +234,18 @@ class BackendPool:
     def idle(self) -> int:
         return len(self._idle)
 
-    async def acquire(self, state: tuple[tuple[str, str], ...] = DEFAULT_STATE) -> BackendConnection:
+    async def acquire(
+        self, state: tuple[tuple[str, str], ...] = DEFAULT_STATE
+    ) -> BackendConnection:
         """A connection carrying exactly the session state `state`."""
         conn = self._take_idle(state)
         if conn is None:
             if self._size < self.backend.pool.max:
                 conn = await self._connect()
             else:
-                waiter: asyncio.Future[BackendConnection] = asyncio.get_running_loop().create_future()
+                waiter: asyncio.Future[BackendConnection] = (
+                    asyncio.get_running_loop().create_future()
+                )
                 self._waiters.append(waiter)
                 try:
                     conn = await asyncio.wait_for(waiter, CONNECT_TIMEOUT * 6)
@@ -331,7 +335,9 @@ class BackendPool:
             self._discard(self._idle.pop())
 
 
-def _settle(waiter: asyncio.Future[BackendConnection], task: asyncio.Task[BackendConnection]) -> None:
+def _settle(
+    waiter: asyncio.Future[BackendConnection], task: asyncio.Task[BackendConnection]
+) -> None:
     if task.cancelled():
         waiter.cancel()
     elif task.exception() is not None:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     return uvloop.run(_serve(config))
 
 
-async def _serve(config) -> int:  # noqa: ANN001 - Config, imported lazily with the server
+async def _serve(config) -> int:
     from proxy.server import Server
 
     server = Server(config)

@@ -108,7 +108,11 @@ class ResultReader:
         while True:
             frame = await self.conn.read_frame()
             length = len(frame) - 4
-            if not continuation and length and (frame[4] == 0xFF or (frame[4] == 0xFE and length < 9)):
+            if (
+                not continuation
+                and length
+                and (frame[4] == 0xFF or (frame[4] == 0xFE and length < 9))
+            ):
                 self.done = True
                 return
             continuation = length == p.MAX_PAYLOAD

@@ -167,9 +167,7 @@ class Session:
         if name not in self.runtime.config.databases:
             raise UnknownDatabase(name)
         if name not in self.allowed_databases():
-            raise DbAccessDenied(
-                f"Access denied for user '{self.user}'@'%' to database '{name}'"
-            )
+            raise DbAccessDenied(f"Access denied for user '{self.user}'@'%' to database '{name}'")
         self.database = name
 
     def show(self, plan: ShowPlan, more: bool) -> None:
@@ -368,8 +366,9 @@ class Session:
                 self.txn_written |= set(backends)
             status = self.status(more)
             if len(units) == 1:
-                await relay_single(conns[units[0].backend], units[0], self.channel,
-                                   self.runtime.names, status)
+                await relay_single(
+                    conns[units[0].backend], units[0], self.channel, self.runtime.names, status
+                )
             elif plan.is_write:
                 by_backend = _group_by_backend(units)
                 ok = await run_writes(
@@ -396,8 +395,9 @@ class Session:
             if reader.error is not None:
                 if not sent_header:
                     raise reader.error
-                self.channel.send_error(reader.error.code, reader.error.sqlstate,
-                                        reader.error.message)
+                self.channel.send_error(
+                    reader.error.code, reader.error.sqlstate, reader.error.message
+                )
                 return
             if reader.ok is not None:
                 continue
@@ -409,8 +409,9 @@ class Session:
                 sent_header = True
             await reader.relay_rows(self.channel)
             if reader.error is not None:
-                self.channel.send_error(reader.error.code, reader.error.sqlstate,
-                                        reader.error.message)
+                self.channel.send_error(
+                    reader.error.code, reader.error.sqlstate, reader.error.message
+                )
                 return
             warnings += reader.final_warnings
         if sent_header:
@@ -438,10 +439,7 @@ def _like(names: list[str], pattern: str | None) -> list[str]:
     if pattern is None:
         return names
     regex = re.compile(
-        "".join(
-            ".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern
-        ),
+        "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern),
         re.IGNORECASE | re.DOTALL,
     )
     return [n for n in names if regex.fullmatch(n)]
-
