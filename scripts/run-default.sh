@@ -9,6 +9,7 @@ CONFIG=config/default.yaml
 PY=.venv/bin/python
 
 bash scripts/setup.sh
+[ -f "$CONFIG" ] || { echo "run-default.sh: $CONFIG is missing" >&2; exit 1; }
 mkdir -p "$RUN"
 
 for shard in "shard0 13306 shop_0" "shard1 13307 shop_1"; do
@@ -21,6 +22,7 @@ done
 bash scripts/stop-default.sh --proxy-only
 
 listen_port=$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["listen"]["port"])' "$CONFIG")
+echo "--- $(date '+%F %T') starting the proxy" >>"$RUN/proxy.log"
 setsid nohup .venv/bin/shardproxy serve --config "$CONFIG" </dev/null >>"$RUN/proxy.log" 2>&1 &
 echo $! >"$RUN/proxy.pid"
 

@@ -10,7 +10,7 @@ pidfile="$RUN/proxy.pid"
 if [ -f "$pidfile" ]; then
     pid=$(cat "$pidfile")
     # Only signal the pid if it still is our proxy, not a recycled pid.
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q shardproxy; then
+    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q shardproxy; then
         kill -TERM "$pid"
         for _ in $(seq 100); do
             kill -0 "$pid" 2>/dev/null || break
