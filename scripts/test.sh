@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 
 lint=0
-paths=(proxy router tests scripts bench)
+paths=()
+for dir in proxy router tests scripts bench; do
+    [ -d "$dir" ] && paths+=("$dir")  # git keeps no empty directories, e.g. a fresh bench/
+done
 .venv/bin/ruff check "${paths[@]}" || lint=1
 .venv/bin/ruff format --check "${paths[@]}" || lint=1
 
