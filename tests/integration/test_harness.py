@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,7 @@ import pytest
 from mariadb_instances import MariaDBError, MariaDBInstance, free_port
 
 if TYPE_CHECKING:
-    from conftest import Cluster
+    from conftest import Cluster, ReferenceDB
 
 CLI = Path(__file__).resolve().parents[2] / "scripts" / "mariadb_instances.py"
 
@@ -132,3 +132,20 @@ def test_cli_started_instance_outlives_the_cli(tmp_path: Path) -> None:
         assert not server.is_running()
     finally:
         MariaDBInstance.existing("cli-a", tmp_path).stop()
+
+
+def test_reference_db_is_fresh_for_each_test(reference_db: ReferenceDB) -> None:
+    assert reference_db.execute("SHOW TABLES") == []
+    reference_db.execute("CREATE TABLE leftover (id INT)")  # the next test must not see it
+
+
+test_reference_db_is_fresh_again = test_reference_db_is_fresh_for_each_test
+
+
+def test_backend_conn_reaches_the_named_shard(
+    backend_conn: Callable[..., pymysql.Connection], mariadb_cluster: Cluster
+) -> None:
+    conn = backend_conn(1)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT @@port")
+        assert cursor.fetchone() == (mariadb_cluster.instances[1].port,)
