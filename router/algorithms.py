@@ -411,8 +411,16 @@ class ValueList:
         return None
 
     def __str__(self) -> str:
-        text = f"list of {len(self.entries)} values"
-        return text if self.default is None else f"{text}, default shard {self.default}"
+        shards: dict[int, list[str]] = {}
+        for key, shard in self.entries:
+            shards.setdefault(shard, []).append(key.decode("utf-8", "replace"))
+        text = "list {" + ", ".join(f"{i}: [{_abridge(keys)}]" for i, keys in shards.items()) + "}"
+        return text if self.default is None else f"{text}, default {self.default}"
+
+
+def _abridge(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items) - limit} more)"
 
 
 def _shard_index(raw: object, shard_count: int, param: str) -> int:

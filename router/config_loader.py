@@ -316,7 +316,9 @@ class _Loader:
     # -- sections ------------------------------------------------------------------------------
 
     def config(self, root: Node) -> Config:
-        entries = self.mapping(root, "(top level)") or {}
+        entries = self.mapping(root, "(top level)")
+        if entries is None:
+            return Config(Listener(), {}, {}, {}, self.source)  # never returned: it has problems
         self.check_keys(entries, root, "", _TOP_KEYS, ("users", "backends", "databases"))
         listen = self.listener(*entries["listen"]) if "listen" in entries else Listener()
         backends = self.backends(entries["backends"][1]) if "backends" in entries else {}
@@ -474,7 +476,7 @@ class _Loader:
                 entries["default_backend"][1], f"{path}.default_backend"
             )
         declared: dict[str, _TableDraft | None] = {}
-        if "tables" in entries:
+        if "tables" in entries and not _is_null(entries["tables"][1]):  # `tables:` left empty
             declared = self.tables(entries["tables"][1], f"{path}.tables", default_backend)
         drafts = {table: draft for table, draft in declared.items() if draft is not None}
         # Broadcast tables default to every backend this database uses, in `backends` order.
@@ -537,7 +539,7 @@ class _Loader:
         self, name: str, node: Node, path: str, default_backend: str | None
     ) -> _TableDraft | None:
         """One table; its kind follows from its keys (see docs/config.md)."""
-        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        if _is_null(node):
             entries: Entries | None = {}
         else:
             entries = self.mapping(node, path)
@@ -789,6 +791,10 @@ def _not_colocated(table: Table, first: Table) -> str | None:
                 f"is on {theirs.backend}: bound tables must be co-located"
             )
     return None
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _contains_invalid(value: Any) -> bool:
