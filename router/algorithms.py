@@ -46,7 +46,10 @@ class ShardAlgorithm(Protocol):
     bytes or None (NULL goes to shard 0 by convention).
     """
 
-    shard_count: int
+    @property
+    def shard_count(self) -> int:
+        """How many shards (data nodes) the algorithm spreads keys over."""
+        ...
 
     def shard_for(self, value: object) -> int:
         """The shard holding rows whose key equals `value`; NoShardForValue if none."""
@@ -67,13 +70,17 @@ class AlgorithmParamError(ValueError):
         self.param = param
 
 
-class IncorrectValue(ProxyError):
-    """ER_TRUNCATED_WRONG_VALUE_FOR_FIELD: a key value that can't be read as the key's type."""
+class IncorrectValue(NoShardForValue):
+    """ER_TRUNCATED_WRONG_VALUE_FOR_FIELD: a key value that can't be read as the key's type.
+
+    Also a NoShardForValue, because no shard holds such a key: an integer key never equals 7.5,
+    so a read can match nothing, while an INSERT of it fails as in MySQL's strict mode.
+    """
 
     code, sqlstate = 1366, "HY000"
 
     def __init__(self, kind: str, value: object):
-        super().__init__(f"Incorrect {kind} value: {value!r}")
+        ProxyError.__init__(self, f"Incorrect {kind} value: {value!r}")
 
 
 # A number written as text. No exponent: '1e999999999' would expand to a huge canonical form.
@@ -270,7 +277,7 @@ class Range:
     after '2024-06-01'). String keys compare folded, as general_ci orders them.
     """
 
-    boundaries: tuple[int | Decimal | float | str, ...]
+    boundaries: tuple[Any, ...]  # all numbers, or all folded strings
     shard_count: int = field(init=False)
     numeric: bool = field(init=False)
 
@@ -290,7 +297,9 @@ class Range:
             raise AlgorithmParamError("boundaries", str(exc)) from None
         if len({isinstance(value, str) for value in values}) > 1:
             raise AlgorithmParamError("boundaries", "boundaries mix numbers and strings")
-        keys = values if not isinstance(values[0], str) else [fold(str(v)) for v in values]
+        keys: list[Any] = (
+            values if not isinstance(values[0], str) else [fold(str(v)) for v in values]
+        )
         if any(a >= b for a, b in pairwise(keys)):
             raise AlgorithmParamError("boundaries", "boundaries must be strictly ascending")
         if len(values) + 1 != shard_count:
@@ -301,7 +310,8 @@ class Range:
             )
         return cls(tuple(keys))
 
-    def _key(self, value: object) -> int | Decimal | float | str:
+    def _key(self, value: object) -> Any:
+        """`value` comparable with the boundaries: a number, or folded text."""
         if self.numeric:
             number = _as_number(value)
             if number is None or number != number:  # NaN orders nowhere
@@ -314,7 +324,7 @@ class Range:
     def shard_for(self, value: object) -> int:
         if value is None:
             return 0
-        return bisect_right(self.boundaries, self._key(value))  # type: ignore[arg-type]
+        return bisect_right(self.boundaries, self._key(value))
 
     def shards_for_range(
         self, low: object | None, high: object | None, low_inclusive: bool, high_inclusive: bool
@@ -330,19 +340,19 @@ class Range:
             low_key is not None
             and high_key is not None
             and (
-                low_key > high_key  # type: ignore[operator]
+                low_key > high_key
                 or (low_key == high_key and not (low_inclusive and high_inclusive))
             )
         ):
             return frozenset()
         bounds = self.boundaries
-        first = 0 if low_key is None else bisect_right(bounds, low_key)  # type: ignore[arg-type]
+        first = 0 if low_key is None else bisect_right(bounds, low_key)
         if high_key is None:
             last = self.shard_count - 1
         elif high_inclusive:
-            last = bisect_right(bounds, high_key)  # type: ignore[arg-type]
+            last = bisect_right(bounds, high_key)
         else:
-            last = bisect_left(bounds, high_key)  # type: ignore[arg-type]
+            last = bisect_left(bounds, high_key)
         return frozenset(range(first, last + 1))
 
     def __str__(self) -> str:

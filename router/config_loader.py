@@ -19,7 +19,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from router.algorithms import ALGORITHMS, AlgorithmParamError, make_algorithm
+from router.algorithms import ALGORITHMS, AlgorithmParamError, ShardAlgorithm, make_algorithm
 from router.config import (
     Backend,
     Config,
@@ -60,7 +60,8 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
         with open(path, encoding="utf-8") as file:
             text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: (file): cannot read it: {exc}"]) from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError([f"{path}: (file): cannot read it: {reason}"]) from None
     return load_config_text(text, path, env)
 
 
@@ -99,25 +100,25 @@ def _line(node: Node) -> int:
 
 
 def _describe_value(value: object) -> str:
+    """A scalar as "got ..." text: `string '3306'`, `number 3306`, `boolean false`."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
     if isinstance(value, str):
         return f"string {value!r}"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    return f"{type(value).__name__} {value}"
 
 
 def _quote_hint(value: object) -> str:
+    """How to get a string where YAML read something else."""
     if isinstance(value, bool):
         return " (quote it: YAML reads yes/no/on/off/true/false as booleans)"
     if value is None:
         return ' (write "" for an empty string)'
-    return " (quote it)" if not isinstance(value, list | dict) else ""
+    return " (quote it)"
 
 
 @dataclass
@@ -148,7 +149,7 @@ class _Loader:
 
     def error(self, node: Node, path: str, message: str) -> None:
         line = _line(node)
-        self.problems.append((line, f"{self.source}:{line}: {path}: {message}"))
+        self.problems.append((line, f"{self.source}:{line}: {path or '(top level)'}: {message}"))
 
     def scalar(self, node: Node, path: str) -> Any:
         """A scalar's value with ${VAR} interpolated; _INVALID (reported) for lists and mappings."""
@@ -211,7 +212,9 @@ class _Loader:
                     for key, pair in (self.mapping(source, path, any_keys) or {}).items():
                         merged.setdefault(key, pair)
                 continue
-            key = self.scalar(key_node, path)
+            # Keys are names, never interpolated.
+            is_text = isinstance(key_node, ScalarNode) and key_node.tag == _STR_TAG
+            key = key_node.value if is_text else self.scalar(key_node, path)
             if key is _INVALID:
                 continue
             if not any_keys and not isinstance(key, str):
@@ -250,7 +253,8 @@ class _Loader:
         if not isinstance(node, SequenceNode):
             self.error(node, path, f"expected a list, got {self.kind(node)}")
             return None
-        return node.value
+        items: list[Node] = node.value
+        return items
 
     def string(self, node: Node, path: str, name: bool = False) -> str | None:
         """A string value; with `name`, one usable as an identifier (no '.', '`' or spaces)."""
@@ -261,10 +265,15 @@ class _Loader:
             hint = _quote_hint(value)
             self.error(node, path, f"expected a string, got {_describe_value(value)}{hint}")
             return None
-        if name and not _NAME.fullmatch(value):
-            self.error(node, path, f"{value!r} is not a valid name (no '.', '`' or spaces)")
+        if name and not self.valid_name(value, node, path):
             return None
         return value
+
+    def valid_name(self, name: str, node: Node, path: str) -> bool:
+        if _NAME.fullmatch(name):
+            return True
+        self.error(node, path, f"{name!r} is not a valid name (no '.', '`' or spaces)")
+        return False
 
     def integer(self, node: Node, path: str, low: int, high: int | None = None) -> int | None:
         """An integer in [low, high]; an interpolated `${PORT}` that is all digits counts."""
@@ -274,7 +283,8 @@ class _Loader:
         if isinstance(value, str) and "${" in node.value and value.isdigit():
             value = int(value)
         if type(value) is not int:
-            self.error(node, path, f"expected an integer, got {_describe_value(value)}")
+            hint = " (remove the quotes)" if isinstance(value, str) and value.isdigit() else ""
+            self.error(node, path, f"expected an integer, got {_describe_value(value)}{hint}")
             return None
         if value < low or (high is not None and value > high):
             limits = f"{low}..{high}" if high is not None else f">= {low}"
@@ -316,26 +326,25 @@ class _Loader:
     # -- sections ------------------------------------------------------------------------------
 
     def config(self, root: Node) -> Config:
-        entries = self.mapping(root, "(top level)")
+        entries = self.mapping(root, "")
         if entries is None:
             return Config(Listener(), {}, {}, {}, self.source)  # never returned: it has problems
         self.check_keys(entries, root, "", _TOP_KEYS, ("users", "backends", "databases"))
-        listen = self.listener(*entries["listen"]) if "listen" in entries else Listener()
+        listen = self.listener(entries["listen"][1]) if "listen" in entries else Listener()
         backends = self.backends(entries["backends"][1]) if "backends" in entries else {}
         databases = self.databases(entries["databases"][1]) if "databases" in entries else {}
         users = self.users(entries["users"][1]) if "users" in entries else {}
         return Config(listen, users, backends, databases, self.source)
 
-    def listener(self, key_node: Node, node: Node) -> Listener:
+    def listener(self, node: Node) -> Listener:
         entries = self.mapping(node, "listen")
         if entries is None:
             return Listener()
         self.check_keys(entries, node, "listen", _LISTEN_KEYS)
         default = Listener()
-        host = default.host
-        port = default.port
+        host, port = default.host, default.port
         if "host" in entries:
-            host = self.string(entries["host"][1], "listen.host") or host
+            host = self.string(entries["host"][1], "listen.host") or host  # reported if None
         if "port" in entries:
             port = self.integer(entries["port"][1], "listen.port", 1, 65535) or port
         return Listener(host, port)
@@ -393,8 +402,7 @@ class _Loader:
         backends: dict[str, Backend] = {}
         for name, (key_node, value) in entries.items():
             path = _join("backends", name)
-            if not _NAME.fullmatch(name):
-                self.error(key_node, path, f"{name!r} is not a valid name (no '.', '`' or spaces)")
+            if not self.valid_name(name, key_node, path):
                 continue
             self._backend_names[name] = None
             backend = self.backend(name, value, path)
@@ -447,8 +455,7 @@ class _Loader:
         databases: dict[str, Database] = {}
         for name, (key_node, value) in entries.items():
             path = _join("databases", name)
-            if not _NAME.fullmatch(name):
-                self.error(key_node, path, f"{name!r} is not a valid name (no '.', '`' or spaces)")
+            if not self.valid_name(name, key_node, path):
                 continue
             self._database_names.add(name)
             database = self.database(name, value, path)
@@ -460,10 +467,13 @@ class _Loader:
         """A backend name that must be declared under `backends`."""
         name = self.string(node, path, name=True)
         if name is not None and name not in self._backend_names:
-            known = ", ".join(sorted(self._backend_names)) or "none"
-            self.error(node, path, f"unknown backend {name!r} (known: {known})")
+            self.unknown_backend(name, node, path)
             return None
         return name
+
+    def unknown_backend(self, name: str, node: Node, path: str) -> None:
+        known = ", ".join(sorted(self._backend_names)) or "none"
+        self.error(node, path, f"unknown backend {name!r} (known: {known})")
 
     def database(self, name: str, node: Node, path: str) -> Database | None:
         entries = self.mapping(node, path)
@@ -489,7 +499,7 @@ class _Loader:
         for draft in drafts.values():
             self.claim_physical(name, draft)
         binding: tuple[frozenset[str], ...] = ()
-        if "binding" in entries:
+        if "binding" in entries and not _is_null(entries["binding"][1]):
             binding = self.binding(entries["binding"][1], f"{path}.binding", declared)
         if default_backend is None:
             return None
@@ -518,9 +528,7 @@ class _Loader:
         lines: dict[str, int] = {}
         for written, (key_node, value) in entries.items():
             table_path = _join(path, written)
-            if not _NAME.fullmatch(written):
-                msg = f"{written!r} is not a valid name (no '.', '`' or spaces)"
-                self.error(key_node, table_path, msg)
+            if not self.valid_name(written, key_node, table_path):
                 continue
             name = written.lower()
             if name in drafts:
@@ -545,6 +553,7 @@ class _Loader:
             entries = self.mapping(node, path)
         if entries is None:
             return None
+        allowed: tuple[str, ...]
         broadcast = False
         if "broadcast" in entries:
             broadcast = bool(self.boolean(entries["broadcast"][1], f"{path}.broadcast"))
@@ -619,9 +628,7 @@ class _Loader:
         # Without nodes the shard count is unknown, but the algorithm is still worth checking.
         shard_count = None if nodes is None else len(nodes)
         built = self.algorithm(name, entries["algorithm"][1], f"{path}.algorithm", shard_count)
-        if shard_key is None or nodes is None:
-            return None
-        if built is None:
+        if shard_key is None or nodes is None or built is None:
             return None
         algorithm_name, algorithm = built
         return Table(name, TableKind.SHARDED, nodes, shard_key.lower(), algorithm, algorithm_name)
@@ -677,8 +684,7 @@ class _Loader:
                 ok = False
                 continue
             if backend not in self._backend_names:
-                known = ", ".join(sorted(self._backend_names)) or "none"
-                self.error(item, item_path, f"unknown backend {backend!r} (known: {known})")
+                self.unknown_backend(backend, item, item_path)
                 ok = False
                 continue
             data_node = DataNode(backend, table)
@@ -691,7 +697,7 @@ class _Loader:
 
     def algorithm(
         self, table: str, node: Node, path: str, shard_count: int | None
-    ) -> tuple[str, Any] | None:
+    ) -> tuple[str, ShardAlgorithm] | None:
         """`algorithm: NAME` or `algorithm: {type: NAME, ...params}` built for `shard_count`.
 
         With no shard count (the nodes had problems) only the name is checked.
@@ -751,10 +757,8 @@ class _Loader:
                 draft = drafts.get(name)
                 problem = None
                 if draft is None:
-                    ok = False
-                    if name in drafts:
-                        continue  # the table's own problems are already reported
-                    problem = f"unknown table {name!r}"
+                    if name not in drafts:  # else its own problems are already reported
+                        problem = f"unknown table {name!r}"
                 elif draft.table.kind is not TableKind.SHARDED:
                     problem = (
                         f"{name} is a {draft.table.kind.value} table; only sharded tables bind"
@@ -765,9 +769,9 @@ class _Loader:
                     problem = _not_colocated(draft.table, first)
                 if problem is not None:
                     self.error(item, item_path, problem)
+                if problem is not None or draft is None:
                     ok = False
                     continue
-                assert draft is not None
                 first = first or draft.table
                 members.append(name)
                 bound[name] = group_path

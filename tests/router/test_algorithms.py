@@ -230,7 +230,9 @@ def test_range_shards_for_range_is_exact(
             low, low_inclusive, high, high_inclusive, edges[shard], edges[shard + 1]
         )
     }
-    assert algorithm.shards_for_range(low, high, low_inclusive, high_inclusive) == expected
+    assert algorithm.shards_for_range(low, high, low_inclusive, high_inclusive) == frozenset(
+        expected
+    )
 
 
 @given(BOUNDARIES, st.integers(-1100, 1100), st.integers(-1100, 1100), st.data())
@@ -250,8 +252,8 @@ def test_range_empty_ranges_touch_no_shard() -> None:
     algorithm = range_of(100)
     assert algorithm.shards_for_range(5, 3, True, True) == frozenset()
     assert algorithm.shards_for_range(100, 100, True, False) == frozenset()
-    assert algorithm.shards_for_range(100, 100, True, True) == {1}
-    assert algorithm.shards_for_range(None, None, True, True) == {0, 1}
+    assert algorithm.shards_for_range(100, 100, True, True) == frozenset({1})
+    assert algorithm.shards_for_range(None, None, True, True) == frozenset({0, 1})
 
 
 @pytest.mark.parametrize(
@@ -388,3 +390,10 @@ def test_make_algorithm_errors(
 @given(st.text(max_size=30))
 def test_fold_is_idempotent(text: str) -> None:
     assert fold(fold(text)) == fold(text)
+
+
+def test_unreadable_keys_are_values_no_shard_holds() -> None:
+    """Callers that treat NoShardForValue as "no rows can match" handle 7.5 for an int key too."""
+    with pytest.raises(NoShardForValue) as info:
+        Mod(4).shard_for(7.5)
+    assert (info.value.code, info.value.message) == (1366, "Incorrect integer value: 7.5")

@@ -498,7 +498,8 @@ def test_binding_groups(binding: str, expected: str | list[str]) -> None:
             [
                 "t.yaml:3: backends.ds0.database: required key is missing",
                 "t.yaml:3: backends.ds0.port: 70000 is out of range (must be 1..65535)",
-                "t.yaml:4: backends.ds1.port: expected an integer, got string '3306'",
+                "t.yaml:4: backends.ds1.port: expected an integer, got string '3306'"
+                " (remove the quotes)",
                 "t.yaml:6: databases.other.default_backend: unknown backend 'ds7'"
                 " (known: ds0, ds1)",
             ],
