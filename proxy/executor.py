@@ -2,8 +2,8 @@
 
 A single-unit result is relayed frame by frame (sequence ids renumbered, final status patched,
 column metadata made logical); rows are never decoded. Several read units are concatenated as
-they stream. Writes over several units run as local transactions on every connection and commit
-only when all succeeded.
+they stream. Writes over several units run grouped by backend; the session wraps them in an XA
+transaction so they commit everywhere or nowhere.
 """
 
 from __future__ import annotations
@@ -202,29 +202,22 @@ async def _drain_all(readers: Sequence[ResultReader]) -> None:
 
 
 async def run_writes(
-    conns: Sequence[BackendConnection], groups: Sequence[Sequence[Unit]], in_transaction: bool
+    conns: Sequence[BackendConnection], groups: Sequence[Sequence[Unit]]
 ) -> OkResult:
     """Run write units grouped by connection and sum their OK packets.
 
-    Each connection runs its group one unit after another; connections run in parallel.
-    Outside a transaction every connection works inside a local transaction that commits only
-    when all units succeeded; any failure rolls all of them back.
+    Each connection runs its group one unit after another; connections run in parallel. The
+    caller owns the transaction around them and rolls back on any error raised here.
     """
-    if not in_transaction:
-        await asyncio.gather(*(c.execute("BEGIN") for c in conns))
     results = await asyncio.gather(
         *(_run_group(c, g) for c, g in zip(conns, groups, strict=True)), return_exceptions=True
     )
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
-        if not in_transaction:
-            await asyncio.gather(*(_rollback(c) for c in conns))
         first = errors[0]
         if isinstance(first, ProxyError):
             raise first
         raise BackendUnavailable(f"write failed on a backend: {first}") from first
-    if not in_transaction:
-        await asyncio.gather(*(c.execute("COMMIT") for c in conns))
     oks = [r for r in results if isinstance(r, OkResult)]
     insert_ids = [ok.last_insert_id for ok in oks if ok.last_insert_id]
     return OkResult(
@@ -243,12 +236,3 @@ async def _run_group(conn: BackendConnection, units: Sequence[Unit]) -> OkResult
         warnings += ok.warnings
         insert_id = insert_id or ok.last_insert_id
     return OkResult(affected, insert_id, 0, warnings)
-
-
-async def _rollback(conn: BackendConnection) -> None:
-    if conn.broken:
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except ProxyError:
-        conn.broken = True

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 
 from mysql_mimic import packets as mimic_packets
@@ -24,6 +25,7 @@ from proxy.backend import Backends
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.names import NameMap
 from proxy.session import Session
+from proxy.xa import Coordinator
 from router.config import Config
 from router.errors import AccessDenied, DbAccessDenied, ProxyError, UnknownDatabase
 from router.planner import Router
@@ -44,13 +46,20 @@ class Runtime:
     router: Router
     names: NameMap
     backends: Backends
+    coordinator: Coordinator
 
 
 class Server:
     def __init__(self, config: Config):
+        backends = Backends(config.backends)
+        txn = config.transactions
+        log_backend = txn.log_backend or next(iter(config.databases.values())).default_backend
+        instance = txn.instance_id or secrets.token_hex(4)
+        coordinator = Coordinator(backends, log_backend, instance, txn.abort_after)
         self.runtime = Runtime(
-            config, Router(config), NameMap.from_config(config), Backends(config.backends)
+            config, Router(config), NameMap.from_config(config), backends, coordinator
         )
+        self._recovery: asyncio.Task[None] | None = None
         self.server_version = "10.11.0-MariaDB" + VERSION_SUFFIX
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
@@ -59,6 +68,8 @@ class Server:
     async def start(self) -> None:
         version = await self.runtime.backends.server_version()
         self.server_version = version + VERSION_SUFFIX
+        await self._recover_once()
+        self._recovery = asyncio.ensure_future(self._recovery_loop())
         listen = self.runtime.config.listen
         self._server = await asyncio.start_server(self._client, listen.host, listen.port)
         log.info("listening on %s:%d as %s", listen.host, listen.port, self.server_version)
@@ -76,7 +87,26 @@ class Server:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._recovery is not None:
+            self._recovery.cancel()
         await self.runtime.backends.close()
+
+    async def _recover_once(self) -> None:
+        """Create the decision log if needed and finish transactions crashed instances left."""
+        coordinator = self.runtime.coordinator
+        try:
+            await coordinator.log.ensure_table()
+            resolved = await coordinator.recover()
+        except ProxyError as exc:
+            log.warning("XA recovery pass failed: %s", exc.message)
+            return
+        if resolved:
+            log.info("XA recovery resolved %d branch(es)", resolved)
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.runtime.config.transactions.recovery_interval)
+            await self._recover_once()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         channel = ClientChannel(reader, writer)

@@ -67,7 +67,7 @@ class Session:
         self.autocommit = True
         self.in_txn = False
         self.txn_conns: dict[str, BackendConnection] = {}
-        self.txn_written: set[str] = set()
+        self.gtrid: str | None = None
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
 
@@ -270,23 +270,23 @@ class Session:
             await self.end_transaction(commit=action is TxnAction.COMMIT)
 
     async def end_transaction(self, commit: bool) -> None:
-        """COMMIT or ROLLBACK every pinned connection and give them back to their pools."""
-        conns = self.txn_conns
+        """Commit (XA, one phase when one branch) or roll back, and release pinned connections."""
+        conns = list(self.txn_conns.values())
+        gtrid = self.gtrid
         self.txn_conns = {}
-        self.txn_written = set()
+        self.gtrid = None
         self.in_txn = False
-        error: ProxyError | None = None
-        for conn in conns.values():
-            clean = not conn.broken
-            if clean:
-                try:
-                    await conn.execute("COMMIT" if commit and error is None else "ROLLBACK")
-                except ProxyError as exc:
-                    error = error or exc
-                    clean = False
-            conn.pool.release(conn, clean)
-        if error is not None:
-            raise error
+        if not conns or gtrid is None:
+            return
+        coordinator = self.runtime.coordinator
+        try:
+            if commit:
+                await coordinator.commit(gtrid, conns)
+            else:
+                await coordinator.rollback(gtrid, conns)
+        finally:
+            for conn in conns:
+                conn.pool.release(conn, not conn.broken)
 
     def default_backend(self) -> str:
         config = self.runtime.config
@@ -294,13 +294,19 @@ class Session:
         return db.default_backend
 
     async def connection(self, backend: str) -> tuple[BackendConnection, bool]:
-        """(connection, pooled): the pinned one inside a transaction, else one from the pool."""
+        """(connection, pooled): the pinned one inside a transaction, else one from the pool.
+
+        Every branch of a transaction is an XA branch of one global id, started lazily, so a
+        transaction that reaches a second backend needs no conversion."""
         if self.in_txn:
             conn = self.txn_conns.get(backend)
             if conn is None:
+                coordinator = self.runtime.coordinator
+                if self.gtrid is None:
+                    self.gtrid = coordinator.xids.new()
                 conn = await self.runtime.backends[backend].acquire(self.state)
                 try:
-                    await conn.execute("BEGIN")
+                    await coordinator.start(conn, self.gtrid)
                 except BaseException:
                     conn.pool.release(conn, False)
                     raise
@@ -331,14 +337,7 @@ class Session:
                 conn.pool.release(conn, not conn.broken)
             return
         if plan.is_write:
-            by_backend = _group_by_backend(units)
-            conns = [await self.connection(b) for b in by_backend]
-            try:
-                ok = await run_writes([c for c, _ in conns], list(by_backend.values()), False)
-            finally:
-                for conn, _ in conns:
-                    conn.pool.release(conn, not conn.broken)
-            send_ok(self.channel, ok, self.status(more))
+            await self._autocommit_write(plan, more)
             return
         acquired: list[BackendConnection] = []
         try:
@@ -350,20 +349,24 @@ class Session:
             for conn in acquired:
                 conn.pool.release(conn, not conn.broken)
 
+    async def _autocommit_write(self, plan: QueryPlan, more: bool) -> None:
+        """A write over several units outside a transaction: atomic through the XA path."""
+        by_backend = _group_by_backend(plan.units)
+        self.in_txn = True
+        try:
+            conns = [(await self.connection(b))[0] for b in by_backend]
+            ok = await run_writes(conns, list(by_backend.values()))
+        except BaseException:
+            await self.end_transaction(commit=False)
+            raise
+        await self.end_transaction(commit=True)
+        send_ok(self.channel, ok, self.status(more))
+
     async def _run_in_transaction(self, plan: QueryPlan, more: bool) -> None:
         units = plan.units
         backends = list(dict.fromkeys(u.backend for u in units))
-        if plan.is_write:
-            written = self.txn_written | set(backends)
-            if len(written) > 1:
-                raise NotSupported(
-                    "a transaction writing to more than one backend (XA two-phase commit is "
-                    "not enabled in this build)"
-                )
         try:
             conns = {b: (await self.connection(b))[0] for b in backends}
-            if plan.is_write:
-                self.txn_written |= set(backends)
             status = self.status(more)
             if len(units) == 1:
                 await relay_single(
@@ -371,9 +374,7 @@ class Session:
                 )
             elif plan.is_write:
                 by_backend = _group_by_backend(units)
-                ok = await run_writes(
-                    [conns[b] for b in by_backend], list(by_backend.values()), True
-                )
+                ok = await run_writes([conns[b] for b in by_backend], list(by_backend.values()))
                 send_ok(self.channel, ok, status)
             else:
                 await self._sequential_reads(conns, plan, status)

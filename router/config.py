@@ -21,9 +21,23 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class Transactions:
+    """Where the XA decision log lives and how recovery behaves."""
+
+    # Backend holding the decision log table; None: the first database's default backend.
+    log_backend: str | None = None
+    # A prepared branch with no decision older than this is rolled back by recovery.
+    abort_after: int = 30
+    # Seconds between recovery passes (one also runs at start).
+    recovery_interval: int = 10
+    # Unique per proxy instance; None: generated at start.
+    instance_id: str | None = None
+
+
+@dataclass(frozen=True)
 class User:
     name: str
-    password: str
+    password: str = field(repr=False)
     # None: every logical database; otherwise only these.
     databases: tuple[str, ...] | None = None
     admin: bool = False
@@ -41,8 +55,8 @@ class Backend:
     host: str
     port: int
     user: str
-    password: str
-    database: str  # the physical database every connection of this backend uses
+    password: str = field(repr=False)
+    database: str = ""  # the physical database every connection of this backend uses
     pool: PoolSize = field(default_factory=PoolSize)
 
 
@@ -102,6 +116,7 @@ class Config:
     backends: dict[str, Backend]
     databases: dict[str, Database]  # keyed by logical name exactly as written
     source: str = "<memory>"  # file the config was loaded from
+    transactions: Transactions = field(default_factory=Transactions)
 
     def database(self, name: str) -> Database | None:
         return self.databases.get(name)

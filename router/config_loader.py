@@ -29,11 +29,13 @@ from router.config import (
     PoolSize,
     Table,
     TableKind,
+    Transactions,
     User,
 )
 from router.errors import ConfigError
 
-_TOP_KEYS = ("listen", "users", "backends", "databases")
+_TOP_KEYS = ("listen", "users", "backends", "databases", "transactions")
+_TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id")
 _LISTEN_KEYS = ("host", "port")
 _USER_KEYS = ("name", "password", "databases", "admin")
 _BACKEND_KEYS = ("host", "port", "user", "password", "database", "pool")
@@ -334,7 +336,49 @@ class _Loader:
         backends = self.backends(entries["backends"][1]) if "backends" in entries else {}
         databases = self.databases(entries["databases"][1]) if "databases" in entries else {}
         users = self.users(entries["users"][1]) if "users" in entries else {}
-        return Config(listen, users, backends, databases, self.source)
+        transactions = (
+            self.transactions(entries["transactions"][1], backends)
+            if "transactions" in entries
+            else Transactions()
+        )
+        return Config(listen, users, backends, databases, self.source, transactions)
+
+    def transactions(self, node: Node, backends: dict[str, Backend]) -> Transactions:
+        entries = self.mapping(node, "transactions")
+        if entries is None:
+            return Transactions()
+        self.check_keys(entries, node, "transactions", _TRANSACTION_KEYS)
+        default = Transactions()
+        log_backend = default.log_backend
+        if "log_backend" in entries:
+            log_backend = self.string(entries["log_backend"][1], "transactions.log_backend")
+            if log_backend is not None and log_backend not in backends:
+                self.error(
+                    entries["log_backend"][1],
+                    "transactions.log_backend",
+                    f"unknown backend '{log_backend}'",
+                )
+        abort_after, interval = default.abort_after, default.recovery_interval
+        if "abort_after" in entries:
+            abort_after = (
+                self.integer(entries["abort_after"][1], "transactions.abort_after", 1)
+                or abort_after
+            )
+        if "recovery_interval" in entries:
+            interval = (
+                self.integer(entries["recovery_interval"][1], "transactions.recovery_interval", 1)
+                or interval
+            )
+        instance_id = default.instance_id
+        if "instance_id" in entries:
+            instance_id = self.string(entries["instance_id"][1], "transactions.instance_id")
+            if instance_id is not None and not re.fullmatch(r"[0-9A-Za-z]{1,24}", instance_id):
+                self.error(
+                    entries["instance_id"][1],
+                    "transactions.instance_id",
+                    "must be 1 to 24 letters or digits",
+                )
+        return Transactions(log_backend, abort_after, interval, instance_id)
 
     def listener(self, node: Node) -> Listener:
         entries = self.mapping(node, "listen")
