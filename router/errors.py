@@ -87,3 +87,25 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class SpecificAccessDenied(ProxyError):
+    """ER_SPECIFIC_ACCESS_DENIED_ERROR: e.g. SET GLOBAL, which the proxy never forwards."""
+
+    code, sqlstate = 1227, "42000"
+
+    def __init__(self, privilege: str):
+        super().__init__(
+            f"Access denied; you need (at least one of) the {privilege} privilege(s) "
+            "for this operation"
+        )
+
+
+class NoDefaultForField(ProxyError):
+    """ER_NO_DEFAULT_FOR_FIELD: an INSERT into a sharded table that leaves out the shard key
+    (what MySQL says for a NOT NULL column without default: the proxy can't route the row)."""
+
+    code, sqlstate = 1364, "HY000"
+
+    def __init__(self, column: str):
+        super().__init__(f"Field '{column}' doesn't have a default value")

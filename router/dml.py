@@ -1,0 +1,331 @@
+"""Planning SELECT / INSERT / REPLACE / UPDATE / DELETE: analyze, pick a route, build templates.
+
+Runs on a cache miss. The result is a route (router.route) that holds no literal values, so
+the planner can cache it by statement shape.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlglot import exp
+
+from router.analyze import (
+    Session,
+    Tables,
+    TableUse,
+    ValueReader,
+    check_colocated,
+    collect_tables,
+    is_driven,
+    shard_condition,
+)
+from router.config import TableKind
+from router.errors import NoDefaultForField, NotSupported, ProxyError
+from router.plan import Route
+from router.predicates import Source
+from router.rewrite import Rewriter, span
+from router.route import (
+    CachedRoute,
+    FixedRoute,
+    InsertRoute,
+    Refs,
+    ShardedRoute,
+    Target,
+    shard_targets,
+    target_on_backend,
+)
+from router.template import Template
+
+_VALUES_HEAD = re.compile(r"\s*\)\s*VALUES?\s*", re.I)
+_ROW_TOKENS = re.compile(
+    r"""[()]|'(?:[^'\\]|\\.|'')*+'|"(?:[^"\\]|\\.|"")*+"|`[^`]*+(?:``[^`]*+)*+`""", re.S
+)
+_ROW_SEPARATOR = re.compile(r"\s*,\s*")
+
+
+def needs_literals(tree: exp.Expression, text: str, slots: list[tuple[int, int]]) -> bool:
+    """Whether the statement's meaning depends on a literal's value, not just its position.
+
+    `ORDER BY 2` and `GROUP BY 1` name select-list columns; the cross-shard merge needs to know
+    which, so such statements are planned (and cached) by their exact text.
+    """
+    values = ValueReader(text, slots)
+    for clause in (*tree.find_all(exp.Order), *tree.find_all(exp.Group)):
+        for item in clause.expressions:
+            target = item.this if isinstance(item, exp.Ordered) else item
+            if values.slot_of(target) is not None:
+                return True
+    return False
+
+
+def plan_dml(
+    tree: exp.Expression,
+    text: str,
+    slots: list[tuple[int, int]],
+    session: Session,
+    inline: bool,
+) -> CachedRoute:
+    """The route for a DML statement.
+
+    `text` is the statement as parsed, `slots` the [start, end) of each literal slot in it.
+    With `inline`, literals stay part of the template text (a plan for this text only);
+    otherwise they become template slots (a plan for every statement of this shape).
+    """
+    if tree.find(exp.Into) is not None:
+        raise NotSupported("SELECT ... INTO")
+    values = ValueReader(text, slots)
+    is_write = isinstance(tree, exp.Insert | exp.Update | exp.Delete)
+    tables = collect_tables(tree, session)
+    rewriter = Rewriter(text, tables)
+    if not inline:
+        rewriter.add_slots(slots)
+    if tables.system:
+        if tables.uses or is_write:
+            raise NotSupported("statements that write system schemas or join them with tables")
+        template = Template.build(text, rewriter.edits)
+        return FixedRoute(Route.UNSHARDED, template, (Target(session.default_backend(), ()),))
+    rewriter.rename_tables(tree)
+    current = session.current()
+    rewriter.replace_database_calls(tree, current.name if current is not None else None)
+    if isinstance(tree, exp.Insert):
+        return _plan_insert(tree, text, tables, rewriter, values, session)
+    modified = _modified(tree, tables) if is_write else []
+    template = Template.build(text, rewriter.edits)
+    if tables.sharded:
+        return _plan_sharded(tree, tables, rewriter.refs, template, values, modified)
+    return _plan_unsharded(tables, rewriter.refs, template, modified, is_write, session)
+
+
+def _plan_sharded(
+    tree: exp.Expression,
+    tables: Tables,
+    refs: Refs,
+    template: Template,
+    values: ValueReader,
+    modified: list[TableUse],
+) -> ShardedRoute:
+    check_colocated(tables, tree)
+    driver = tables.sharded[0].table
+    assert driver.algorithm is not None, "the config loader gives every sharded table one"
+    reason = None
+    if not is_driven(tree, tables):
+        reason = f"a subquery or UNION over sharded table '{driver.name}' across several shards"
+    for use in modified:
+        if use.table.kind is TableKind.BROADCAST:
+            raise NotSupported(
+                f"writing broadcast table '{use.label}' from sharded table '{driver.name}'"
+            )
+        if use.table.kind is TableKind.SINGLE:
+            reason = f"writing single table '{use.label}' from sharded table '{driver.name}'"
+    is_write = isinstance(tree, exp.Update | exp.Delete)
+    if is_write and (tree.args.get("limit") is not None or tree.args.get("order") is not None):
+        kind = tree.key.upper()
+        reason = reason or f"{kind} with ORDER BY or LIMIT across several shards of '{driver.name}'"
+    condition = shard_condition(tree, tables, values)
+    targets = shard_targets(driver, refs)
+    return ShardedRoute(template, targets, driver.algorithm, condition, is_write, reason)
+
+
+def _plan_unsharded(
+    tables: Tables,
+    refs: Refs,
+    template: Template,
+    modified: list[TableUse],
+    is_write: bool,
+    session: Session,
+) -> FixedRoute:
+    singles = [use for use in tables.uses if use.table.kind is TableKind.SINGLE]
+    if singles:
+        backends = sorted({use.table.nodes[0].backend for use in singles})
+        if len(backends) > 1:
+            names = ", ".join(sorted({f"'{use.label}'" for use in singles}))
+            raise NotSupported(f"joining single tables {names} that live on different backends")
+        for use in modified:
+            if use.table.kind is TableKind.BROADCAST:
+                raise NotSupported(
+                    f"writing broadcast table '{use.label}' from single table '{singles[0].label}'"
+                )
+        return _fixed(Route.UNSHARDED, template, backends, refs, is_write)
+    if tables.uses:  # broadcast tables only: read one copy, write every copy
+        if is_write:
+            written = (modified[0] if modified else tables.uses[0]).table
+            return _fixed(Route.BROADCAST, template, list(written.backends), refs, True)
+        backend = tables.uses[0].table.nodes[0].backend
+        return _fixed(Route.BROADCAST, template, [backend], refs, False)
+    return _fixed(Route.UNSHARDED, template, [session.default_backend()], refs, is_write)
+
+
+def _fixed(
+    route: Route, template: Template, backends: list[str], refs: Refs, is_write: bool
+) -> FixedRoute:
+    targets = tuple(target_on_backend(backend, refs) for backend in backends)
+    for target in targets:
+        if target.problem is not None:
+            raise NotSupported(target.problem)
+    return FixedRoute(route, template, targets, is_write)
+
+
+def _modified(tree: exp.Expression, tables: Tables) -> list[TableUse]:
+    """The tables an UPDATE or DELETE changes; refuses UPDATEs of a shard key."""
+    root = tables.in_scope(tree)
+    if isinstance(tree, exp.Delete):
+        if not tables.references:
+            return root
+        found = []
+        for ref in tables.references:
+            use = tables.use_named(ref, ref.name.lower())
+            if use is None:
+                raise ProxyError(f"Unknown table '{ref.name}' in MULTI DELETE", 1109, "42S02")
+            found.append(use)
+        return found
+    changed: dict[int, TableUse] = {}
+    for assignment in tree.expressions:
+        column = assignment.this
+        if not isinstance(column, exp.Column):
+            continue
+        use = tables.use_named(column, column.table.lower()) if column.table else None
+        # An unqualified column in a multi-table UPDATE could belong to any of them.
+        candidates = [use] if use is not None else root
+        for candidate in candidates:
+            if candidate.sharded and candidate.table.shard_key == column.name.lower():
+                raise NotSupported(
+                    f"UPDATE of shard key column '{column.name}' of table '{candidate.label}': "
+                    "changing the shard key column would move the row to another shard"
+                )
+            changed[id(candidate)] = candidate
+    return list(changed.values())
+
+
+def _plan_insert(
+    tree: exp.Insert,
+    text: str,
+    tables: Tables,
+    rewriter: Rewriter,
+    values: ValueReader,
+    session: Session,
+) -> CachedRoute:
+    schema = tree.this
+    target_node = schema.this if isinstance(schema, exp.Schema) else schema
+    target = next(use for use in tables.uses if use.node is target_node)
+    template = Template.build(text, rewriter.edits)
+    sharded = tables.sharded
+    if not isinstance(tree.expression, exp.Values):
+        if not sharded:
+            return _plan_unsharded(tables, rewriter.refs, template, [target], True, session)
+        return _plan_insert_select(tables, target, rewriter.refs, template)
+    if not target.sharded:
+        if sharded:
+            raise NotSupported(
+                f"INSERT into '{target.label}' reading sharded table '{sharded[0].label}'"
+            )
+        return _plan_unsharded(tables, rewriter.refs, template, [target], True, session)
+    if len(sharded) > 1:
+        raise NotSupported(f"INSERT into sharded table '{target.label}' reading sharded tables")
+    table = target.table
+    assert table.shard_key is not None and table.algorithm is not None
+    columns = list(schema.expressions) if isinstance(schema, exp.Schema) else []
+    if not columns:
+        raise NotSupported(f"INSERT into sharded table '{target.label}' without a column list")
+    names = [column.name.lower() for column in columns]
+    if table.shard_key not in names:
+        raise NoDefaultForField(table.shard_key)
+    _check_conflict_clause(tree, target)
+    keys = _row_keys(tree.expression, names, names.index(table.shard_key), values, target)
+    targets = shard_targets(table, rewriter.refs)
+    rows = tree.expression.expressions
+    if len(rows) == 1:  # nothing to split: every statement goes whole to one shard
+        empty = Template(())
+        return InsertRoute(target.label, table.algorithm, keys, targets, template, empty, (), empty)
+    spans = _row_spans(text, span(columns[-1])[1], len(rows))
+    if spans is None:
+        raise NotSupported("this form of multi-row INSERT into a sharded table")
+    edits = rewriter.edits
+    return InsertRoute(
+        target.label,
+        table.algorithm,
+        keys,
+        targets,
+        template,
+        Template.build(text, edits, 0, spans[0][0]),
+        tuple(Template.build(text, edits, start, end) for start, end in spans),
+        Template.build(text, edits, spans[-1][1], len(text)),
+    )
+
+
+def _plan_insert_select(
+    tables: Tables, target: TableUse, refs: Refs, template: Template
+) -> ShardedRoute:
+    """INSERT ... SELECT with sharded tables runs only when everything is on one shard."""
+    names = ", ".join(sorted({f"'{use.label}'" for use in tables.sharded}))
+    if target.table.kind is TableKind.BROADCAST or any(
+        len(use.table.nodes) > 1 for use in tables.sharded
+    ):
+        raise NotSupported(f"INSERT ... SELECT with sharded tables {names} across several shards")
+    driver = tables.sharded[0].table
+    assert driver.algorithm is not None
+    return ShardedRoute(template, shard_targets(driver, refs), driver.algorithm, None, True)
+
+
+def _check_conflict_clause(tree: exp.Insert, target: TableUse) -> None:
+    conflict = tree.args.get("conflict")
+    if conflict is None:
+        return
+    for assignment in conflict.expressions:
+        column = assignment.this if isinstance(assignment, exp.EQ) else None
+        if isinstance(column, exp.Column) and column.name.lower() == target.table.shard_key:
+            raise NotSupported(
+                f"ON DUPLICATE KEY UPDATE of shard key column '{column.name}' of table "
+                f"'{target.label}': changing the shard key column would move the row"
+            )
+
+
+def _row_keys(
+    rows: exp.Values, names: list[str], index: int, values: ValueReader, target: TableUse
+) -> tuple[Source, ...]:
+    keys = []
+    for number, row in enumerate(rows.expressions, 1):
+        items = row.expressions if isinstance(row, exp.Tuple) else [row]
+        if len(items) != len(names):
+            raise ProxyError(
+                f"Column count doesn't match value count at row {number}", 1136, "21S01"
+            )
+        source = values.source(items[index])
+        if source is None:
+            raise NotSupported(
+                f"INSERT into sharded table '{target.label}' with a shard key value that is "
+                "not a literal"
+            )
+        keys.append(source)
+    return tuple(keys)
+
+
+def _row_spans(text: str, after_columns: int, count: int) -> list[tuple[int, int]] | None:
+    """Where each `(...)` row of `VALUES (...), (...)` sits, found from the column list's end."""
+    head = _VALUES_HEAD.match(text, after_columns)
+    if head is None:
+        return None
+    pos = head.end()
+    spans = []
+    for number in range(count):
+        if text[pos : pos + 1] != "(":
+            return None
+        depth = 0
+        end = None
+        for token in _ROW_TOKENS.finditer(text, pos):
+            if token.group() == "(":
+                depth += 1
+            elif token.group() == ")":
+                depth -= 1
+                if depth == 0:
+                    end = token.end()
+                    break
+        if end is None:
+            return None
+        spans.append((pos, end))
+        separator = _ROW_SEPARATOR.match(text, end)
+        if number < count - 1:
+            if separator is None:
+                return None
+            pos = separator.end()
+    return spans

@@ -1,0 +1,159 @@
+"""The literal tokenizer: SQL text -> statement shape + literal slots.
+
+This runs on every statement, before any cache lookup, so it is one regex pass and nothing more.
+Every literal (number, string, hex, bit) and every `?` parameter becomes a slot, shown as `?` in
+the shape; plain comments go away (so a per-request comment doesn't defeat the cache); backtick
+identifiers and optimizer hints are kept verbatim. A minus sign stays outside its number: `-5`
+is the operator `-` applied to the literal `5`, exactly as MySQL's own lexer sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_STRING = r"""(?:'(?:[^'\\]|\\.|'')*+'|"(?:[^"\\]|\\.|"")*+")"""
+
+# Only real character sets are introducers: `_col 'x'` is a column with an alias otherwise.
+_CHARSETS = (
+    "armscii8|ascii|big5|binary|cp1250|cp1251|cp1256|cp1257|cp850|cp852|cp866|cp932|dec8|"
+    "eucjpms|euckr|gb18030|gb2312|gbk|geostd8|greek|hebrew|hp8|keybcs2|koi8r|koi8u|latin1|"
+    "latin2|latin5|latin7|macce|macroman|sjis|swe7|tis620|ucs2|ujis|utf16|utf16le|utf32|utf8|"
+    "utf8mb3|utf8mb4"
+)
+
+# A literal, after its first character (one of `'"0-9.xXbBnN_`). Every token pattern below starts
+# with a character class, so the regex engine skips the rest of the text in C: this runs for every
+# statement. `(?<![\w$].)` keeps `x'..'`, `N'..'`, `0x1f`, numbers and charset introducers from
+# matching inside identifiers such as `t1` or `max_x`.
+_NOT_IN_WORD = r"(?<![\w$].)"
+_LITERAL_REST = rf"""
+      (?:(?<=')(?:[^'\\]|\\.|'')*+'
+        |(?<=")(?:[^"\\]|\\.|"")*+"
+        |(?<=[nN]){_NOT_IN_WORD}'(?:[^'\\]|\\.|'')*+'
+        |(?<=_){_NOT_IN_WORD}(?i:{_CHARSETS})\s*{_STRING}
+      )(?:\s*{_STRING})*+
+    | (?<=[xX]){_NOT_IN_WORD}'[0-9a-fA-F]*'
+    | (?<=[bB]){_NOT_IN_WORD}'[01]*'
+    | (?<=0)(?<![\w$.].)(?:x[0-9a-fA-F]++|b[01]++)(?![\w$])
+    | (?<=[0-9])(?<![\w$.].)\d*+(?:\.\d*+)?(?:[eE][+-]?\d++)?(?![\w$])
+    | (?<=\.)(?<![\w$.].)\d++(?:[eE][+-]?\d++)?(?![\w$])
+"""
+# One match per comment, quoted identifier, hint, literal or `?`.
+_TOKEN = re.compile(
+    rf"""
+    [`/\-\#'"?0-9.xXbBnN_]
+    (?:
+        (?P<keep>(?<=`)[^`]*+(?:``[^`]*+)*+`|(?<=/)\*\+.*?\*/)
+      | (?P<comment>(?<=/)\*.*?\*/|(?<=-)-(?=[\s\x00-\x1f]|$)[^\n]*|(?<=\#)[^\n]*)
+      | (?P<literal>{_LITERAL_REST})
+      | (?P<param>(?<=\?))
+    )
+    """,
+    re.S | re.X,
+)
+# The common case, text without comments or backticks: re.split cuts it in C alone.
+_SLOTS = re.compile(rf"""(['"?0-9.xXbBnN_](?:{_LITERAL_REST}|(?<=\?)))""", re.S | re.X)
+_TRIM_END = " \t\r\n\f\v;"
+
+# Quoted text and comments to step over when looking for statement ends or versioned comments.
+_OPAQUE = rf"`[^`]*+(?:``[^`]*+)*+`|{_STRING}|(?:--(?=[\s\x00-\x1f]|$)|\#)[^\n]*"
+_SPLIT = re.compile(rf"{_OPAQUE}|/\*.*?\*/|(?P<semi>;)", re.S)
+_VERSIONED = re.compile(rf"{_OPAQUE}|(?P<open>/\*M?!\d*)|/\*.*?\*/|(?P<close>\*/)", re.S)
+
+
+class Normalized(NamedTuple):
+    """A statement cut into its shape and its literal slots.
+
+    `fragments` are the shape's text between slots (one more than there are slots), so
+    `"?".join(fragments) == shape`; `literals[i]` is slot i's text as the client wrote it, or
+    None where the client sent a `?` parameter.
+    """
+
+    shape: str
+    fragments: tuple[str, ...]
+    literals: tuple[str | None, ...]
+
+
+def normalize(sql: str) -> Normalized:
+    """Cut `sql` into shape and literal slots; see the module docstring for the rules."""
+    if "/*!" in sql or "/*M!" in sql:
+        sql = unwrap_versioned_comments(sql)
+    if "`" in sql or "/*" in sql or "--" in sql or "#" in sql:
+        return _normalize_with_comments(sql)
+    parts = _SLOTS.split(sql)
+    fragments = parts[0::2]
+    fragments[0] = fragments[0].lstrip()
+    fragments[-1] = fragments[-1].rstrip(_TRIM_END)
+    literals: list[str | None] = parts[1::2]
+    if "?" in sql:
+        literals = [None if text == "?" else text for text in literals]
+    return Normalized("?".join(fragments), tuple(fragments), tuple(literals))
+
+
+def _normalize_with_comments(sql: str) -> Normalized:
+    fragments: list[str] = []
+    literals: list[str | None] = []
+    pending = ""  # text of the current fragment before a removed comment
+    pos = 0
+    for match in _TOKEN.finditer(sql):
+        kind = match.lastgroup
+        if kind == "keep":
+            continue
+        start, end = match.span()
+        if kind == "comment":
+            newlines = sql.count("\n", start, end)
+            pending += sql[pos:start] + ("\n" * newlines if newlines else " ")
+        else:
+            fragments.append(pending + sql[pos:start])
+            pending = ""
+            literals.append(match.group() if kind == "literal" else None)
+        pos = end
+    fragments.append(pending + sql[pos:])
+    fragments[0] = fragments[0].lstrip()
+    fragments[-1] = fragments[-1].rstrip(_TRIM_END)
+    return Normalized("?".join(fragments), tuple(fragments), tuple(literals))
+
+
+def unwrap_versioned_comments(sql: str) -> str:
+    """Treat `/*!40101 SET ... */` (and MariaDB's `/*M!100100 ... */`) as the SQL inside.
+
+    The proxy claims a current server version, so every versioned comment is executed.
+    """
+    parts: list[str] = []
+    pos = 0
+    depth = 0
+    for match in _VERSIONED.finditer(sql):
+        kind = match.lastgroup
+        if kind == "open":
+            depth += 1
+        elif kind == "close" and depth:
+            depth -= 1
+        else:
+            continue
+        parts.append(sql[pos : match.start()])
+        parts.append(" ")
+        pos = match.end()
+    parts.append(sql[pos:])
+    return "".join(parts)
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of a multi-statement COM_QUERY, without their `;` separators.
+
+    Semicolons inside quotes, backticks and comments don't split; pieces that hold nothing but
+    whitespace and comments are dropped.
+    """
+    statements: list[str] = []
+    start = 0
+    for match in _SPLIT.finditer(sql):
+        if match.lastgroup == "semi":
+            _add_statement(statements, sql[start : match.start()])
+            start = match.end()
+    _add_statement(statements, sql[start:])
+    return statements
+
+
+def _add_statement(statements: list[str], piece: str) -> None:
+    if normalize(piece).shape:
+        statements.append(piece.strip())

@@ -1,0 +1,232 @@
+"""The plan cache: a statement shape is planned once, and a cached plan routes new literal values
+exactly as planning the statement from scratch would."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from planner_config import make_config
+
+from router.errors import ProxyError
+from router.literals import render_param
+from router.plan import Plan, QueryPlan, Route
+from router.planner import Router
+
+
+@pytest.fixture
+def router() -> Router:
+    return Router(make_config())
+
+
+def backends_and_tables(plan: Plan) -> list[tuple[str, str]]:
+    assert isinstance(plan, QueryPlan)
+    return [(unit.backend, unit.sql.split()[3]) for unit in plan.units]
+
+
+def test_a_repeated_shape_is_planned_once(router: Router) -> None:
+    first = router.plan("SELECT * FROM orders WHERE user_id = 1", "shop")
+    assert (router.hits, router.misses) == (0, 1)
+    second = router.plan("SELECT * FROM orders WHERE user_id = 2", "shop")
+    assert (router.hits, router.misses) == (1, 1)
+    assert backends_and_tables(first) == [("ds0", "orders_1")]
+    assert backends_and_tables(second) == [("ds1", "orders_2")]
+    assert second.units[0].sql == "SELECT * FROM orders_2 WHERE user_id = 2"  # type: ignore[union-attr]
+
+
+def test_comments_and_literal_kinds_share_a_shape(router: Router) -> None:
+    router.plan("SELECT * FROM orders WHERE user_id = 1", "shop")
+    plan = router.plan("/* trace 9 */ SELECT * FROM orders WHERE user_id = '7' -- x", "shop")
+    assert (router.hits, router.misses) == (1, 1)
+    assert isinstance(plan, QueryPlan)
+    assert plan.units[0].sql == "SELECT * FROM orders_3 WHERE user_id = '7'"
+
+
+def test_the_cache_is_keyed_by_database(router: Router) -> None:
+    shop = router.plan("SELECT DATABASE()", "shop")
+    crm = router.plan("SELECT DATABASE()", "crm")
+    assert router.misses == 2
+    assert isinstance(shop, QueryPlan) and isinstance(crm, QueryPlan)
+    assert shop.units[0].sql == "SELECT 'shop' AS `DATABASE()`"
+    assert crm.units[0].sql == "SELECT 'crm' AS `DATABASE()`"
+
+
+def test_prepared_parameters_use_the_same_slots(router: Router) -> None:
+    router.plan("SELECT * FROM orders WHERE user_id = 1 AND note = 'a'", "shop")
+    plan = router.plan("SELECT * FROM orders WHERE user_id = ? AND note = ?", "shop", [6, "it's"])
+    assert (router.hits, router.misses) == (1, 1)
+    assert isinstance(plan, QueryPlan)
+    assert plan.units[0].sql == "SELECT * FROM orders_2 WHERE user_id = 6 AND note = 'it\\'s'"
+    plan = router.plan(
+        "INSERT INTO orders (user_id, note) VALUES (?, ?), (?, ?)", "shop", [1, None, 2, b"\x00"]
+    )
+    assert [u.sql for u in plan.units] == [  # type: ignore[union-attr]
+        "INSERT INTO orders_1 (user_id, note) VALUES (1, NULL)",
+        "INSERT INTO orders_2 (user_id, note) VALUES (2, X'00')",
+    ]
+
+
+def test_parameter_values_route_as_given(router: Router) -> None:
+    plan = router.plan("SELECT * FROM orders WHERE user_id IN (?, ?)", "shop", [Decimal("3"), "5"])
+    assert backends_and_tables(plan) == [("ds0", "orders_1"), ("ds1", "orders_3")]
+
+
+def test_wrong_parameter_count(router: Router) -> None:
+    with pytest.raises(ProxyError) as error:
+        router.plan("SELECT * FROM orders WHERE user_id = ?", "shop", [1, 2])
+    assert (error.value.code, error.value.message) == (
+        1210,
+        "Incorrect arguments to mysqld_stmt_execute",
+    )
+
+
+def test_literal_dependent_statements_are_cached_by_exact_text(router: Router) -> None:
+    router.plan("SELECT * FROM orders ORDER BY 1", "shop")
+    router.plan("SELECT * FROM orders ORDER BY 1", "shop")
+    assert (router.hits, router.misses) == (1, 1)
+    plan = router.plan("SELECT * FROM orders ORDER BY 2", "shop")
+    assert router.misses == 2
+    assert isinstance(plan, QueryPlan)
+    assert plan.units[0].sql == "SELECT * FROM orders_0 ORDER BY 2"
+    router.plan("SELECT * FROM orders GROUP BY 1", "shop")
+    router.plan("SELECT * FROM orders GROUP BY 3", "shop")
+    assert router.misses == 4
+
+
+def test_session_statements_are_cached_by_exact_text(router: Router) -> None:
+    for _ in range(3):
+        router.plan("SET NAMES utf8mb4", None)
+        router.plan("SET autocommit = 1", None)
+    assert (router.hits, router.misses) == (4, 2)
+    router.plan("SET autocommit = 0", None)
+    assert router.misses == 3
+
+
+def test_errors_are_not_cached(router: Router) -> None:
+    for _ in range(2):
+        with pytest.raises(ProxyError):
+            router.plan("SELECT * FROM nope", "shop")
+    assert (router.hits, router.misses) == (0, 2)
+    with pytest.raises(ProxyError):
+        router.plan("SELECT * FROM orders WHERE user_id = 1", "crm")
+    assert router.plan("SELECT * FROM orders WHERE user_id = 1", "shop")
+
+
+def test_a_cached_shape_still_refuses_per_values(router: Router) -> None:
+    router.plan("SELECT * FROM orders JOIN settings WHERE user_id = 4", "shop")
+    with pytest.raises(ProxyError) as error:
+        router.plan("SELECT * FROM orders JOIN settings WHERE user_id = 6", "shop")
+    assert error.value.code == 1235
+    with pytest.raises(ProxyError):
+        router.plan("INSERT INTO orders (user_id) VALUES ('x')", "shop")
+
+
+def test_the_cache_is_bounded() -> None:
+    router = Router(make_config(), cache_size=2)
+    for table in ("orders", "users", "order_items", "orders"):
+        router.plan(f"SELECT * FROM {table} WHERE 1 = 1", "shop")
+    assert (router.hits, router.misses) == (0, 4)  # orders was evicted by the time it came back
+    router.plan("SELECT * FROM orders WHERE 1 = 2", "shop")
+    router.plan("SELECT * FROM order_items WHERE 1 = 2", "shop")
+    assert router.hits == 2
+    with pytest.raises(ValueError):
+        Router(make_config(), cache_size=0)
+
+
+def test_cached_plans_are_immutable(router: Router) -> None:
+    router.plan("SELECT 1", "shop")
+    plan = router.plan("SELECT 2", "shop")
+    assert isinstance(plan, QueryPlan)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.route = Route.SCATTER  # type: ignore[misc]
+    assert isinstance(plan.units, tuple)
+
+
+# --- cached planning == fresh planning, for any values -----------------------------------------
+
+CORPUS = [
+    "SELECT id, total FROM orders WHERE user_id = {0}",
+    "SELECT * FROM orders WHERE user_id IN ({0}, {1}) AND total > {2} LIMIT {3}",
+    "SELECT * FROM orders WHERE user_id = -{0} OR user_id = {1}",
+    "SELECT * FROM events WHERE id BETWEEN {0} AND {1}",
+    "SELECT * FROM events WHERE id >= {0} AND id < {1} OR id = {2}",
+    "SELECT {0} AS v, DATABASE() FROM countries WHERE id = {1}",
+    "SELECT * FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id = {0} AND o.note = {1}",
+    "INSERT INTO orders (id, user_id, note) VALUES ({0}, {1}, {2}), ({3}, {4}, {5})",
+    "INSERT INTO orders (user_id) VALUES ({0}) ON DUPLICATE KEY UPDATE note = {1}",
+    "UPDATE orders SET note = {0} WHERE user_id = {1} OR user_id = {2}",
+    "DELETE FROM order_items WHERE user_id IN ({0}) AND sku = {1}",
+    "SELECT * FROM tags WHERE name = {0}",
+    "REPLACE INTO tags (name, n) VALUES ({0}, {1}), ({2}, {3})",
+    "SELECT * FROM orders JOIN settings ON settings.k = {0} WHERE orders.user_id = {1}",
+]
+
+values = st.one_of(
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=2, max_value=10**6, min_value=-(10**6)
+    ),
+    st.text(alphabet="ab1' \\é", max_size=5),
+    st.none(),
+    st.binary(max_size=3),
+    st.sampled_from(["1e2", "0x0F", "b'11'", "'a' 'b'", "_utf8mb4'7'", "N'x'"]),
+)
+
+
+def sql_text(value: object) -> str:
+    """A literal in statement text: raw forms from the sampled list stay as written."""
+    if isinstance(value, str) and value in (
+        "1e2",
+        "0x0F",
+        "b'11'",
+        "'a' 'b'",
+        "_utf8mb4'7'",
+        "N'x'",
+    ):
+        return value
+    return render_param(value)
+
+
+def outcome(router: Router, sql: str, params: list[object] | None = None) -> object:
+    try:
+        return router.plan(sql, "shop", params)
+    except ProxyError as error:
+        return (type(error), error.code, error.message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(CORPUS),
+    st.lists(values, min_size=6, max_size=6),
+    st.lists(values, min_size=6, max_size=6),
+)
+def test_cached_plan_equals_fresh_plan(
+    template: str, first: list[object], second: list[object]
+) -> None:
+    warm = Router(make_config())
+    outcome(warm, template.format(*map(sql_text, first)))
+    sql = template.format(*map(sql_text, second))
+    cached = outcome(warm, sql)
+    fresh = outcome(Router(make_config()), sql)
+    assert cached == fresh
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(CORPUS),
+    st.lists(values, min_size=6, max_size=6),
+    st.lists(values, min_size=6, max_size=6),
+)
+def test_prepared_plan_equals_plan_of_the_rendered_text(
+    template: str, first: list[object], second: list[object]
+) -> None:
+    count = template.count("{")
+    plain = second[:count]
+    warm = Router(make_config())
+    outcome(warm, template.format(*["?"] * count), first[:count])
+    prepared = outcome(warm, template.format(*["?"] * count), plain)
+    fresh = outcome(Router(make_config()), template.format(*map(render_param, plain)))
+    assert prepared == fresh
