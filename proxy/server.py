@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from mysql_mimic import packets as mimic_packets
 from mysql_mimic.auth import NativePasswordAuthPlugin
 from mysql_mimic.charset import CharacterSet
-from mysql_mimic.types import Capabilities
+from mysql_mimic.types import Capabilities, ServerStatus
 
 from proxy import packets as p
 from proxy.backend import Backends
@@ -142,7 +142,7 @@ class Server:
                 server_version=self.server_version,
                 connection_id=connection_id,
                 auth_data=nonce + b"\x00",
-                status_flags=p.SERVER_STATUS_AUTOCOMMIT,
+                status_flags=ServerStatus(p.SERVER_STATUS_AUTOCOMMIT),
                 auth_plugin_name=NATIVE_PASSWORD,
             )
         )

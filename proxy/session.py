@@ -336,6 +336,9 @@ class Session:
             finally:
                 conn.pool.release(conn, not conn.broken)
             return
+        if plan.implicit_commit:
+            await self._run_ddl(plan, more)
+            return
         if plan.is_write:
             await self._autocommit_write(plan, more)
             return
@@ -348,6 +351,19 @@ class Session:
         finally:
             for conn in acquired:
                 conn.pool.release(conn, not conn.broken)
+
+    async def _run_ddl(self, plan: QueryPlan, more: bool) -> None:
+        """DDL on every data node; it commits by itself, so no transaction wraps it."""
+        by_backend = _group_by_backend(plan.units)
+        conns = []
+        try:
+            for backend in by_backend:
+                conns.append((await self.connection(backend))[0])
+            ok = await run_writes(conns, list(by_backend.values()))
+        finally:
+            for conn in conns:
+                conn.pool.release(conn, not conn.broken)
+        send_ok(self.channel, ok, self.status(more))
 
     async def _autocommit_write(self, plan: QueryPlan, more: bool) -> None:
         """A write over several units outside a transaction: atomic through the XA path."""
