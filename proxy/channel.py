@@ -26,6 +26,9 @@ class ClientChannel:
         self.writer = writer
         self.seq = 0
         self.max_packet = 1 << 30
+        # Outgoing bytes collect here and go out in one write per response (a write per
+        # packet costs a system call each, which dominated the profile of a point select).
+        self._out = bytearray()
 
     async def read_packet(self) -> bytes:
         """One logical packet; its sequence id must be the expected one."""
@@ -57,24 +60,28 @@ class ClientChannel:
 
     def send(self, payload: bytes) -> None:
         data, self.seq = p.frame(payload, self.seq)
-        self.writer.write(data)
+        self._out += data
 
     def send_frame(self, frame: bytes) -> None:
         """Relay a backend frame (header included) with this channel's sequence id."""
-        if frame[3] != self.seq & 0xFF:
-            frame = frame[:3] + bytes((self.seq & 0xFF,)) + frame[4:]
+        out = self._out
+        out += frame
+        out[len(out) - len(frame) + 3] = self.seq & 0xFF
         self.seq += 1
-        self.writer.write(frame)
 
     def send_error(self, code: int, sqlstate: str, message: str) -> None:
         self.send(p.err_packet(code, sqlstate, message))
 
     async def flush(self) -> None:
-        """Wait for the socket only when a lot is buffered (cheap on the hot path)."""
-        if self.writer.transport.get_write_buffer_size() > HIGH_WATER:
-            await self.writer.drain()
+        """Write and wait for the socket only when a lot is buffered (cheap on the hot path)."""
+        if len(self._out) > HIGH_WATER:
+            await self.drain()
 
     async def drain(self) -> None:
+        """Write everything buffered and wait until the socket takes it."""
+        if self._out:
+            self.writer.write(bytes(self._out))
+            self._out.clear()
         await self.writer.drain()
 
     def close(self) -> None:

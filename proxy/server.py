@@ -184,6 +184,7 @@ class Server:
             channel.send_error(exc.code, exc.sqlstate, exc.message)
             return None
         channel.send(p.ok_packet(status=p.SERVER_STATUS_AUTOCOMMIT))
+        await channel.drain()
         return Session(
             self, channel, connection_id, user.name, int(response.capabilities), database
         )
