@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from sqlglot import exp
 
@@ -33,12 +34,14 @@ _TEMPORAL = frozenset(
     }
 )
 # Comparison -> (the left operand is the smaller one, inclusive).
-_RANGE_OPS = {
-    exp.GT: (False, False),
-    exp.GTE: (False, True),
-    exp.LT: (True, False),
-    exp.LTE: (True, True),
-}
+_RANGE_OPS = MappingProxyType(
+    {
+        exp.GT: (False, False),
+        exp.GTE: (False, True),
+        exp.LT: (True, False),
+        exp.LTE: (True, True),
+    }
+)
 
 
 @dataclass(frozen=True)

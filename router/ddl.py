@@ -7,13 +7,14 @@ by position, so table options, comments and partitioning reach the backend as wr
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 
 from sqlglot import exp
 
 from router.analyze import Session, TableUse, collect_tables, database_for, lookup_table
 from router.config import Table, TableKind
 from router.errors import NotSupported, ParseError, ProxyError
-from router.parse import parse
+from router.parse import parse, syntax_error
 from router.plan import QueryPlan, Route, Unit
 from router.rewrite import Rewriter, render_name
 from router.route import Target, shard_targets, target_on_backend
@@ -32,11 +33,13 @@ _TABLE_HEAD = re.compile(
 _QUOTED = re.compile(rf"{STRING}|`(?:[^`]|``)*`", re.S)
 # Words after which a DDL statement names another table, or renames its own.
 _OTHER_TABLE = re.compile(r"\b(?:REFERENCES|LIKE|SELECT|RENAME)\b", re.I)
-_ROUTES = {
-    TableKind.SHARDED: Route.SCATTER,
-    TableKind.BROADCAST: Route.BROADCAST,
-    TableKind.SINGLE: Route.UNSHARDED,
-}
+_ROUTES = MappingProxyType(
+    {
+        TableKind.SHARDED: Route.SCATTER,
+        TableKind.BROADCAST: Route.BROADCAST,
+        TableKind.SINGLE: Route.UNSHARDED,
+    }
+)
 
 
 def plan_ddl(text: str, session: Session) -> QueryPlan:
@@ -56,7 +59,9 @@ def plan_ddl(text: str, session: Session) -> QueryPlan:
     tables = collect_tables(tree, session, ignore)
     if tables.system:
         raise NotSupported("DDL on system schemas")
-    use = next(use for use in tables.uses if use.node is target)
+    use = next((use for use in tables.uses if use.node is target), None)
+    if use is None:  # the target is no logical table (e.g. `dual` or a CTE name)
+        raise syntax_error(text, 0)
     for other in tables.sharded:
         group = use.database.binding_group_of(use.table.name) or frozenset({use.table.name})
         if other.table.name not in group:
@@ -114,28 +119,37 @@ def _target_of(
     tree: exp.Expression, text: str, session: Session
 ) -> tuple[exp.Table, list[exp.Table]]:
     """The table a DDL statement changes, and table nodes that aren't tables (index names)."""
-    kind = (tree.args.get("kind") or "").upper() if not isinstance(tree, exp.Command) else ""
+    kind = str(tree.args.get("kind") or "").upper()
     if isinstance(tree, exp.Create) and kind == "TABLE":
         if tree.find(exp.TemporaryProperty) is not None:
             raise NotSupported("CREATE TEMPORARY TABLE")
         if isinstance(tree.expression, exp.Query):
             raise NotSupported("CREATE TABLE ... SELECT")
-        target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        target = _table_node(
+            tree.this.this if isinstance(tree.this, exp.Schema) else tree.this, text
+        )
         qualifier = target.args.get("db")
         _configured_for_create(session, qualifier.name if qualifier else None, target.name)
         return target, []
     if isinstance(tree, exp.Create) and kind == "INDEX":
-        return tree.this.args["table"], []
+        return _table_node(tree.this.args.get("table"), text), []
     if isinstance(tree, exp.Drop) and kind == "INDEX":
-        return tree.args["cluster"].this, list(tree.args.get("tables") or [])
+        cluster = tree.args.get("cluster")
+        return _table_node(cluster and cluster.this, text), list(tree.args.get("tables") or [])
     if isinstance(tree, exp.TruncateTable):
-        return tree.expressions[0], []
+        return _table_node(tree.expressions[0] if tree.expressions else None, text), []
     if isinstance(tree, exp.Alter) and kind == "TABLE":
         if any(isinstance(action, exp.AlterRename) for action in tree.args.get("actions") or []):
             raise NotSupported("ALTER TABLE ... RENAME")
-        return tree.this, []
+        return _table_node(tree.this, text), []
     words = text.split()
     raise NotSupported(" ".join(words[:2]).upper() if kind else f"this form of {words[0].upper()}")
+
+
+def _table_node(node: object, text: str) -> exp.Table:
+    if not isinstance(node, exp.Table):  # sqlglot accepted the statement without its table
+        raise syntax_error(text, len(text))
+    return node
 
 
 def _targets(use: TableUse, refs: list[tuple[Table, bool]]) -> tuple[Route, list[Target]]:

@@ -22,6 +22,7 @@ from router.analyze import (
 )
 from router.config import TableKind
 from router.errors import NoDefaultForField, NotSupported, ProxyError
+from router.parse import syntax_error
 from router.plan import Route
 from router.predicates import Source
 from router.rewrite import Rewriter, span
@@ -207,7 +208,9 @@ def _plan_insert(
 ) -> CachedRoute:
     schema = tree.this
     target_node = schema.this if isinstance(schema, exp.Schema) else schema
-    target = next(use for use in tables.uses if use.node is target_node)
+    target = next((use for use in tables.uses if use.node is target_node), None)
+    if target is None:  # sqlglot accepted something that names no table, e.g. INSERT INTO dual
+        raise syntax_error(text, 0)
     template = Template.build(text, rewriter.edits)
     sharded = tables.sharded
     if not isinstance(tree.expression, exp.Values):

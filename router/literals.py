@@ -11,27 +11,32 @@ import datetime
 import math
 import re
 from decimal import Decimal
+from types import MappingProxyType
 
 from router.errors import ProxyError
 
 # What mysql_real_escape_string escapes, so a rendered parameter survives any sql_mode
 # except NO_BACKSLASH_ESCAPES (which the proxy does not support).
-_ESCAPES = str.maketrans(
-    {"\\": "\\\\", "'": "\\'", '"': '\\"', "\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z"}
+_ESCAPES = MappingProxyType(
+    str.maketrans(
+        {"\\": "\\\\", "'": "\\'", '"': '\\"', "\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z"}
+    )
 )
 
 # MySQL's backslash sequences; any other `\x` is just `x`, except `\%` and `\_`, which keep
 # their backslash so LIKE patterns still see the escape.
-_UNESCAPES = {
-    "0": "\0",
-    "b": "\b",
-    "n": "\n",
-    "r": "\r",
-    "t": "\t",
-    "Z": "\x1a",
-    "%": "\\%",
-    "_": "\\_",
-}
+_UNESCAPES = MappingProxyType(
+    {
+        "0": "\0",
+        "b": "\b",
+        "n": "\n",
+        "r": "\r",
+        "t": "\t",
+        "Z": "\x1a",
+        "%": "\\%",
+        "_": "\\_",
+    }
+)
 
 _STRING_PIECE = re.compile(r"""'((?:[^'\\]|\\.|'')*)'|"((?:[^"\\]|\\.|"")*)\"""", re.S)
 _INTRODUCER = re.compile(r"_(\w+)\s*(.*)", re.S)

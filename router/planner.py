@@ -253,10 +253,10 @@ def _bind(normalized: Normalized, params: Sequence[object] | None) -> Bindings:
     """Every slot's SQL text, with prepared-statement parameters rendered as literals."""
     literals = normalized.literals
     if params is None:
-        if None in literals:
-            index = literals.index(None)
-            offset = sum(len(f) for f in normalized.fragments[: index + 1]) + index
-            raise syntax_error(normalized.shape, offset)
+        if None in literals:  # a `?` outside a prepared statement
+            texts = tuple("?" if text is None else text for text in literals)
+            text, slots = _splice(normalized.fragments, texts)
+            raise syntax_error(text, slots[literals.index(None)][0])
         return Bindings(cast(tuple[str, ...], literals), {})
     if literals.count(None) != len(params):
         raise ProxyError("Incorrect arguments to mysqld_stmt_execute", 1210, "HY000")

@@ -24,6 +24,7 @@ class Bindings:
         self.params = params  # slot -> value, for slots that came from `?` parameters
 
     def value(self, slot: int) -> object:
+        """Slot `slot`'s value: the parameter as bound, or the literal read from its text."""
         if slot in self.params:
             return self.params[slot]
         return literal_value(self.texts[slot])
@@ -58,9 +59,6 @@ class Slot:
             return -value
         return UNKNOWN
 
-    def __str__(self) -> str:
-        return f"-${self.index}" if self.negate else f"${self.index}"
-
 
 @dataclass(frozen=True, slots=True)
 class Const:
@@ -70,9 +68,6 @@ class Const:
 
     def resolve(self, bindings: Bindings) -> object:
         return self.value
-
-    def __str__(self) -> str:
-        return "NULL" if self.value is None else repr(self.value)
 
 
 Source = Slot | Const
@@ -103,9 +98,6 @@ class Equals:
                 found.add(shard)
         return frozenset(found)
 
-    def __str__(self) -> str:
-        return "key IN (" + ", ".join(map(str, self.values)) + ")"
-
 
 @dataclass(frozen=True, slots=True)
 class Between:
@@ -126,11 +118,6 @@ class Between:
         except NoShardForValue:
             return None
 
-    def __str__(self) -> str:
-        low = "" if self.low is None else f"{self.low} {'<=' if self.low_inclusive else '<'} "
-        high = "" if self.high is None else f" {'<=' if self.high_inclusive else '<'} {self.high}"
-        return f"{low}key{high}"
-
 
 @dataclass(frozen=True, slots=True)
 class AllOf:
@@ -145,9 +132,6 @@ class AllOf:
             if shards is not None:
                 result = shards if result is None else result & shards
         return result
-
-    def __str__(self) -> str:
-        return "(" + " AND ".join(map(str, self.parts)) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +148,6 @@ class AnyOf:
                 return None
             result |= shards
         return frozenset(result)
-
-    def __str__(self) -> str:
-        return "(" + " OR ".join(map(str, self.parts)) + ")"
 
 
 Condition = Equals | Between | AllOf | AnyOf

@@ -16,6 +16,7 @@ from router.errors import (
     UnknownDatabase,
 )
 from router.literals import literal_value
+from router.parse import syntax_error
 from router.plan import (
     Plan,
     QueryPlan,
@@ -70,9 +71,13 @@ _SHOW_CREATE_TABLE = re.compile(rf"SHOW\s+CREATE\s+TABLE\s+{QUALIFIED_NAME}\s*",
 _SHOW_PASSTHROUGH = re.compile(
     r"SHOW\s+(?:(?:GLOBAL|SESSION|LOCAL)\s+)?(?:VARIABLES|STATUS)\b"
     r"|SHOW\s+(?:WARNINGS|ERRORS|ENGINES|COLLATION|CHARACTER\s+SET|CHARSET|PLUGINS|PRIVILEGES)\b"
-    r"|SHOW\s+(?:STORAGE\s+)?ENGINES\b|SHOW\s+(?:FULL\s+)?PROCESSLIST\b"
+    r"|SHOW\s+STORAGE\s+ENGINES\b|SHOW\s+(?:FULL\s+)?PROCESSLIST\b"
     r"|SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(?:WARNINGS|ERRORS)\b",
     re.I,
+)
+# Words after EXPLAIN / DESCRIBE that start a statement (or EXPLAIN options), not a table name.
+_EXPLAIN_WORDS = frozenset(
+    {"SELECT", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE", "EXTENDED", "PARTITIONS", "FORMAT"}
 )
 _DESCRIBE = re.compile(
     rf"(?:DESCRIBE|DESC|EXPLAIN)\s+{QUALIFIED_NAME}(?P<rest>(?:\s+\S+)?)\s*", _FLAGS
@@ -98,7 +103,7 @@ def plan_transaction(text: str) -> TransactionPlan:
 def plan_use(text: str, session: Session) -> UsePlan:
     match = _USE.fullmatch(text)
     if match is None:
-        raise NotSupported(text)
+        raise syntax_error(text, min(4, len(text)))
     name = unquote(match["db"])
     database = find_database(session.config, name)
     if database is None:
@@ -192,9 +197,7 @@ def plan_show(text: str, session: Session) -> Plan:
 def plan_describe(text: str, session: Session) -> Plan | None:
     """DESCRIBE t [col]; None if this is EXPLAIN of a statement rather than of a table."""
     match = _DESCRIBE.fullmatch(text)
-    if match is None or match["first"].upper() in ("SELECT", "WITH", "INSERT", "REPLACE"):
-        return None
-    if match["first"].upper() in ("UPDATE", "DELETE", "EXTENDED", "PARTITIONS", "FORMAT"):
+    if match is None or match["first"].upper() in _EXPLAIN_WORDS:
         return None
     qualifier, name = qualified_name(match)
     return _on_first_node(session, qualifier, name, "DESCRIBE ", match["rest"], text)
@@ -215,6 +218,6 @@ def _on_first_node(
 def refuse(text: str) -> ProxyError:
     """NotSupported naming the statement kind, for statements the proxy can't route."""
     words = text.split()
-    two_word = {"LOCK", "UNLOCK", "LOAD", "XA", "CREATE", "DROP", "ALTER"}
+    two_word = {"LOCK", "UNLOCK", "LOAD", "XA"}
     kind = " ".join(words[:2]) if words[0].upper() in two_word else words[0]
     return NotSupported(kind.upper())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from router.errors import NotSupported
+
 # A template part: text, a literal slot (int >= 0) or a table slot j (stored as ~j, i.e. < 0).
 Part = str | int
 # An edit of the statement text: replace text[start:end] with a part.
@@ -22,6 +24,8 @@ def table_part(ref: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Template:
+    """One statement part (a whole statement, or an INSERT's head, row or tail) around its slots."""
+
     parts: tuple[Part, ...]
 
     @classmethod
@@ -34,7 +38,7 @@ class Template:
         pos = start
         for edit_start, edit_end, part in sorted(e for e in edits if start <= e[0] < end):
             if edit_start < pos or edit_end > end:
-                raise ValueError(f"overlapping rewrite at offset {edit_start}")
+                raise NotSupported(f"this statement form (overlapping rewrites at {edit_start})")
             _add_text(parts, text[pos:edit_start])
             if isinstance(part, str):
                 _add_text(parts, part)
@@ -55,11 +59,6 @@ class Template:
             else:
                 out.append(names[~part])
         return "".join(out)
-
-    def __str__(self) -> str:
-        return "".join(
-            p if isinstance(p, str) else (f"${p}" if p >= 0 else f"<table{~p}>") for p in self.parts
-        )
 
 
 def _add_text(parts: list[Part], text: str) -> None:
