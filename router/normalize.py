@@ -22,38 +22,36 @@ _CHARSETS = (
     "utf8mb3|utf8mb4"
 )
 
-# A literal, after its first character (one of `'"0-9.xXbBnN_`). Every token pattern below starts
-# with a character class, so the regex engine skips the rest of the text in C: this runs for every
-# statement. `(?<![\w$].)` keeps `x'..'`, `N'..'`, `0x1f`, numbers and charset introducers from
-# matching inside identifiers such as `t1` or `max_x`.
+
+def _alternatives(*branches: str) -> str:
+    return "|".join(branches)
+
+
+# Token patterns, one alternative per first character: the regex engine then skips text that
+# can't start a token in C, and tries only the alternative of the character it stops at. This
+# runs for every statement. `(?<![\w$].)` (after that first character) keeps `x'..'`, `N'..'`,
+# `0x1f`, numbers and charset introducers from matching inside identifiers like `t1`, `max_x`.
 _NOT_IN_WORD = r"(?<![\w$].)"
-_LITERAL_REST = rf"""
-      (?:(?<=')(?:[^'\\]|\\.|'')*+'
-        |(?<=")(?:[^"\\]|\\.|"")*+"
-        |(?<=[nN]){_NOT_IN_WORD}'(?:[^'\\]|\\.|'')*+'
-        |(?<=_){_NOT_IN_WORD}(?i:{_CHARSETS})\s*{_STRING}
-      )(?:\s*{_STRING})*+
-    | (?<=[xX]){_NOT_IN_WORD}'[0-9a-fA-F]*'
-    | (?<=[bB]){_NOT_IN_WORD}'[01]*'
-    | (?<=0)(?<![\w$.].)(?:x[0-9a-fA-F]++|b[01]++)(?![\w$])
-    | (?<=[0-9])(?<![\w$.].)\d*+(?:\.\d*+)?(?:[eE][+-]?\d++)?(?![\w$])
-    | (?<=\.)(?<![\w$.].)\d++(?:[eE][+-]?\d++)?(?![\w$])
-"""
-# One match per comment, quoted identifier, hint, literal or `?`.
-_TOKEN = re.compile(
-    rf"""
-    [`/\-\#'"?0-9.xXbBnN_]
-    (?:
-        (?P<keep>(?<=`)[^`]*+(?:``[^`]*+)*+`|(?<=/)\*\+.*?\*/)
-      | (?P<comment>(?<=/)\*.*?\*/|(?<=-)-(?=[\s\x00-\x1f]|$)[^\n]*|(?<=\#)[^\n]*)
-      | (?P<literal>{_LITERAL_REST})
-      | (?P<param>(?<=\?))
-    )
-    """,
-    re.S | re.X,
+_NOT_IN_NUMBER = r"(?<![\w$.].)"
+_MORE_STRINGS = rf"(?:\s*{_STRING})*+"  # 'a' 'b' is one literal, 'ab'
+_LITERAL = _alternatives(
+    r"'(?:[^'\\]|\\.|'')*+'" + _MORE_STRINGS,
+    r'"(?:[^"\\]|\\.|"")*+"' + _MORE_STRINGS,
+    *(rf"{n}(?='){_NOT_IN_WORD}'(?:[^'\\]|\\.|'')*+'{_MORE_STRINGS}" for n in "nN"),
+    *(rf"{x}(?='){_NOT_IN_WORD}'[0-9a-fA-F]*'" for x in "xX"),
+    *(rf"{b}(?='){_NOT_IN_WORD}'[01]*'" for b in "bB"),
+    rf"_(?=\w+\s*['\"]){_NOT_IN_WORD}(?i:{_CHARSETS})\s*{_STRING}{_MORE_STRINGS}",
+    rf"0{_NOT_IN_NUMBER}(?:x[0-9a-fA-F]++|b[01]++)(?![\w$])",
+    *(rf"{d}{_NOT_IN_NUMBER}\d*+(?:\.\d*+)?(?:[eE][+-]?\d++)?(?![\w$])" for d in "0123456789"),
+    rf"\.{_NOT_IN_NUMBER}\d++(?:[eE][+-]?\d++)?(?![\w$])",
 )
-# The common case, text without comments or backticks: re.split cuts it in C alone.
-_SLOTS = re.compile(rf"""(['"?0-9.xXbBnN_](?:{_LITERAL_REST}|(?<=\?)))""", re.S | re.X)
+_PARAM = r"\?"
+_KEPT = _alternatives(r"`[^`]*+(?:``[^`]*+)*+`", r"/\*\+.*?\*/")  # identifiers, hints
+_COMMENT = _alternatives(r"/\*.*?\*/", r"--(?=[\s\x00-\x1f]|$)[^\n]*", r"\#[^\n]*")
+# Every token; its first characters tell which kind it is.
+_TOKEN = re.compile(_alternatives(_KEPT, _COMMENT, _LITERAL, _PARAM), re.S)
+# Literals and `?` only, for text without comments or backticks: re.split cuts it in C alone.
+_SLOTS = re.compile(f"({_alternatives(_LITERAL, _PARAM)})", re.S)
 _TRIM_END = " \t\r\n\f\v;"
 
 # Quoted text and comments to step over when looking for statement ends or versioned comments.
@@ -97,17 +95,17 @@ def _normalize_with_comments(sql: str) -> Normalized:
     pending = ""  # text of the current fragment before a removed comment
     pos = 0
     for match in _TOKEN.finditer(sql):
-        kind = match.lastgroup
-        if kind == "keep":
+        token = match.group()
+        if token[0] == "`" or token.startswith("/*+"):
             continue
         start, end = match.span()
-        if kind == "comment":
-            newlines = sql.count("\n", start, end)
+        if token[0] in "/-#":
+            newlines = token.count("\n")
             pending += sql[pos:start] + ("\n" * newlines if newlines else " ")
         else:
             fragments.append(pending + sql[pos:start])
             pending = ""
-            literals.append(match.group() if kind == "literal" else None)
+            literals.append(None if token == "?" else token)
         pos = end
     fragments.append(pending + sql[pos:])
     fragments[0] = fragments[0].lstrip()

@@ -273,3 +273,15 @@ def test_tokenizer_never_fails_and_keeps_every_character_outside_comments(parts:
             t + f for t, f in zip(texts, normalized.fragments[1:], strict=True)
         )
         assert rebuilt == sql.strip().rstrip(" \t\r\n\f\v;")
+
+
+SQL_BITS = (
+    *("SELECT", "a", "t1", "x", "N", "_utf8mb4", "0x1f", "b", "1", "2.5e3", ".5", "-", "?"),
+    *("'", '"', "'it''s'", "\\", "(", ")", ",", "=", "n'x'", "X'0A'", ";", "\n", "_"),
+)
+
+
+@given(st.lists(st.sampled_from(SQL_BITS), max_size=15), st.sampled_from([" ", ""]))
+def test_fast_and_commented_paths_agree(words: list[str], separator: str) -> None:
+    sql = separator.join(words)
+    assert normalize(sql) == normalize(sql + " /* forces the path for comments */")
