@@ -211,6 +211,8 @@ def _plan_insert(
     target = next((use for use in tables.uses if use.node is target_node), None)
     if target is None:  # sqlglot accepted something that names no table, e.g. INSERT INTO dual
         raise syntax_error(text, 0)
+    if tree.expression is None:  # sqlglot accepts `INSERT t` without any rows
+        raise syntax_error(text, len(text))
     template = Template.build(text, rewriter.edits)
     sharded = tables.sharded
     if not isinstance(tree.expression, exp.Values):

@@ -494,6 +494,8 @@ def test_insert_errors(router: Router) -> None:
     assert error.code == 1235 and "INSERT ... SELECT" in error.message
     assert refused(router, "INSERT INTO countries (id) SELECT user_id FROM orders").code == 1235
     assert refused(router, "INSERT INTO audit SELECT * FROM settings").code == 1235
+    error = refused(router, "INSERT orders")
+    assert error.code == 1064 and error.message.endswith("near '' at line 1")
 
 
 # --- UPDATE / DELETE ---------------------------------------------------------------------------
