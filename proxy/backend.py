@@ -61,6 +61,9 @@ class BackendConnection:
     def send_command(self, command: int, payload: bytes) -> None:
         """Write a command packet (sequence id 0); replies follow from read_packet()."""
         data, _ = p.frame(bytes((command,)) + payload, 0)
+        if self.is_closed():
+            self.broken = True
+            raise self._lost(ConnectionResetError())
         try:
             self._writer.write(data)
         except Exception as exc:
@@ -101,6 +104,10 @@ class BackendConnection:
         except (asyncio.IncompleteReadError, OSError) as exc:
             self.broken = True
             raise self._lost(exc) from exc
+
+    def is_closed(self) -> bool:
+        """True when the backend hung up (e.g. after ER_NET_PACKET_TOO_LARGE) or we closed it."""
+        return self.broken or self._writer.transport.is_closing() or self._reader.at_eof()
 
     def _lost(self, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
@@ -239,6 +246,9 @@ class BackendPool:
     ) -> BackendConnection:
         """A connection carrying exactly the session state `state`."""
         conn = self._take_idle(state)
+        while conn is not None and conn.is_closed():
+            self._discard(conn)
+            conn = self._take_idle(state)
         if conn is None:
             if self._size < self.backend.pool.max:
                 conn = await self._connect()

@@ -55,7 +55,7 @@ class Server:
         txn = config.transactions
         log_backend = txn.log_backend or next(iter(config.databases.values())).default_backend
         instance = txn.instance_id or secrets.token_hex(4)
-        coordinator = Coordinator(backends, log_backend, instance, txn.abort_after)
+        coordinator = Coordinator(backends, config.backends[log_backend], instance, txn.abort_after)
         self.runtime = Runtime(
             config, Router(config), NameMap.from_config(config), backends, coordinator
         )
@@ -90,6 +90,7 @@ class Server:
         if self._recovery is not None:
             self._recovery.cancel()
         await self.runtime.backends.close()
+        await self.runtime.coordinator.log.close()
 
     async def _recover_once(self) -> None:
         """Create the decision log if needed and finish transactions crashed instances left."""

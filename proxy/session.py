@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from proxy import packets as p
-from proxy.backend import BackendConnection, assignment_sql
+from proxy.backend import BackendConnection, OkResult, assignment_sql
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.executor import ResultReader, concat_reads, relay_single, run_writes, send_ok
 from router.errors import (
@@ -26,6 +26,7 @@ from router.errors import (
 )
 from router.plan import (
     QueryPlan,
+    Route,
     SetPlan,
     SetVar,
     ShowPlan,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardproxy.session")
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
+# `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
+_ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
 _TRUE = {"1", "on", "true", "'on'", "'1'"}
 _FALSE = {"0", "off", "false", "'off'", "'0'"}
 # The pool's own connection character set; SET NAMES of it changes nothing.
@@ -68,6 +71,7 @@ class Session:
         self.in_txn = False
         self.txn_conns: dict[str, BackendConnection] = {}
         self.gtrid: str | None = None
+        self.next_transaction: str | None = None  # SET TRANSACTION for the next one only
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
 
@@ -118,6 +122,7 @@ class Session:
                 await self.end_transaction(commit=False)
                 self.state = ()
                 self.autocommit = True
+                self.next_transaction = None
                 self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_FIELD_LIST:
                 self.channel.send(p.eof_packet(self.status()))
@@ -202,7 +207,10 @@ class Session:
         remote: list[SetVar] = []
         for a in assignments:
             if a.name == "autocommit":
-                await self.set_autocommit(a.value_sql)
+                await self.set_autocommit(a.value_sql, state)
+            elif a.name == "transaction":
+                # SET TRANSACTION without SESSION: only the next transaction's branches get it.
+                self.next_transaction = a.value_sql
             elif a.name in ("names", "character set"):
                 value = a.value_sql.strip()
                 if value.strip("'\"`").lower() == _POOL_CHARSET:
@@ -220,7 +228,7 @@ class Session:
         readback: list[str] = []
         parts = []
         for a in assignments:
-            if a.name == "transaction":
+            if a.name == "session transaction":
                 parts.append(None)
                 readback += ["tx_isolation", "tx_read_only"]
             else:
@@ -234,7 +242,7 @@ class Session:
             if plain:
                 await conn.execute("SET " + ", ".join(plain))
             for a in assignments:
-                if a.name == "transaction":
+                if a.name == "session transaction":
                     await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")
             if readback:
                 exprs = ", ".join(n if n.startswith("@") else f"@@session.{n}" for n in readback)
@@ -247,14 +255,18 @@ class Session:
             if pooled:
                 conn.pool.release(conn, clean)
 
-    async def set_autocommit(self, value_sql: str) -> None:
+    async def set_autocommit(self, value_sql: str, state: dict[str, str]) -> None:
+        """autocommit is the proxy's (it decides when transactions start); the backend
+        connections carry the same value so that @@autocommit reads back right."""
         value = value_sql.strip().lower()
         if value in _TRUE:
             if self.in_txn:
                 await self.end_transaction(commit=True)
             self.autocommit = True
+            state.pop("autocommit", None)
         elif value in _FALSE:
             self.autocommit = False
+            state["autocommit"] = "0"
         else:
             raise ProxyError(
                 f"Variable 'autocommit' can't be set to the value of '{value_sql}'", 1231, "42000"
@@ -276,6 +288,7 @@ class Session:
         self.txn_conns = {}
         self.gtrid = None
         self.in_txn = False
+        self.next_transaction = None
         if not conns or gtrid is None:
             return
         coordinator = self.runtime.coordinator
@@ -306,6 +319,8 @@ class Session:
                     self.gtrid = coordinator.xids.new()
                 conn = await self.runtime.backends[backend].acquire(self.state)
                 try:
+                    if self.next_transaction is not None:
+                        await conn.execute(f"SET TRANSACTION {self.next_transaction}")
                     await coordinator.start(conn, self.gtrid)
                 except BaseException:
                     conn.pool.release(conn, False)
@@ -333,14 +348,30 @@ class Session:
             conn, _ = await self.connection(units[0].backend)
             try:
                 await relay_single(conn, units[0], self.channel, names, self.status(more))
+                if _ASSIGNS.search(units[0].sql):
+                    await self._capture_user_variables(conn, units[0].sql)
             finally:
                 conn.pool.release(conn, not conn.broken)
             return
+        if _ASSIGNS.search(units[0].sql):
+            raise NotSupported("assigning user variables (:=) in a statement over several shards")
         if plan.implicit_commit:
             await self._run_ddl(plan, more)
             return
         if plan.is_write:
             await self._autocommit_write(plan, more)
+            return
+        per_backend = _group_by_backend(units)
+        if any(len(g) > self.runtime.backends[b].backend.pool.max for b, g in per_backend.items()):
+            # More units than the pool may open: one connection per backend, in turn.
+            pinned = {}
+            try:
+                for backend in per_backend:
+                    pinned[backend] = (await self.connection(backend))[0]
+                await self._sequential_reads(pinned, plan, self.status(more))
+            finally:
+                for conn in pinned.values():
+                    conn.pool.release(conn, not conn.broken)
             return
         acquired: list[BackendConnection] = []
         try:
@@ -376,7 +407,7 @@ class Session:
             await self.end_transaction(commit=False)
             raise
         await self.end_transaction(commit=True)
-        send_ok(self.channel, ok, self.status(more))
+        send_ok(self.channel, _one_copy(plan, ok), self.status(more))
 
     async def _run_in_transaction(self, plan: QueryPlan, more: bool) -> None:
         units = plan.units
@@ -385,18 +416,34 @@ class Session:
             conns = {b: (await self.connection(b))[0] for b in backends}
             status = self.status(more)
             if len(units) == 1:
-                await relay_single(
-                    conns[units[0].backend], units[0], self.channel, self.runtime.names, status
+                conn = conns[units[0].backend]
+                await relay_single(conn, units[0], self.channel, self.runtime.names, status)
+                if _ASSIGNS.search(units[0].sql):
+                    await self._capture_user_variables(conn, units[0].sql)
+            elif _ASSIGNS.search(units[0].sql):
+                raise NotSupported(
+                    "assigning user variables (:=) in a statement over several shards"
                 )
             elif plan.is_write:
                 by_backend = _group_by_backend(units)
                 ok = await run_writes([conns[b] for b in by_backend], list(by_backend.values()))
-                send_ok(self.channel, ok, status)
+                send_ok(self.channel, _one_copy(plan, ok), status)
             else:
                 await self._sequential_reads(conns, plan, status)
         except BackendUnavailable:
             await self.end_transaction(commit=False)
             raise
+
+    async def _capture_user_variables(self, conn: BackendConnection, sql: str) -> None:
+        """A statement assigned user variables (`SELECT @x := ...`): keep their new values in
+        the session, so they follow it to other connections and never stay behind on this one."""
+        names = list(dict.fromkeys(m.group(1) for m in _ASSIGNS.finditer(sql)))
+        (row,) = await conn.query("SELECT " + ", ".join(names))
+        state = dict(self.state)
+        for name, value in zip(names, row, strict=True):
+            state[name] = _literal(value)
+        self.state = tuple(state.items())
+        conn.state = self.state
 
     async def _sequential_reads(
         self, conns: dict[str, BackendConnection], plan: QueryPlan, status: int
@@ -442,6 +489,14 @@ def _group_by_backend(units: Sequence) -> dict[str, list]:
     for unit in units:
         groups.setdefault(unit.backend, []).append(unit)
     return groups
+
+
+def _one_copy(plan: QueryPlan, ok: OkResult) -> OkResult:
+    """A broadcast write changed each copy alike; the client sees one table's count."""
+    if plan.route is not Route.BROADCAST or not plan.units:
+        return ok
+    copies = len(plan.units)
+    return OkResult(ok.affected_rows // copies, ok.last_insert_id, ok.status, ok.warnings // copies)
 
 
 def _literal(value: str | None) -> str:

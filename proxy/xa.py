@@ -5,14 +5,17 @@ row in a table on one backend, keyed by the transaction's global id. Both a coor
 and a recovering instance's ABORT are plain INSERTs on that key, so whoever inserts first decides
 and nobody can decide differently afterwards.
 
-Global ids carry the instance id and the start time (`sp-<instance>-<ms>-<seq>`), so they are
-unique across instances and recovery can tell the age of a prepared branch from its id alone.
+Global ids are `sp-<log>-<instance>-<ms>-<seq>`: <log> names the decision log (a hash of its
+server and database), so an instance only ever recovers transactions whose decisions live in the
+log it reads; <instance> makes ids unique across instances; <ms>, the start time, tells recovery
+the age of a prepared branch from its id alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -20,9 +23,10 @@ import re
 import signal
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from proxy.backend import BackendConnection, BackendError, Backends
+from proxy.backend import BackendConnection, BackendError, BackendPool, Backends
+from router.config import Backend, PoolSize
 from router.errors import BackendUnavailable, ProxyError
 
 log = logging.getLogger("shardproxy.xa")
@@ -32,7 +36,9 @@ LOG_TABLE = "shardproxy_xa_log"
 COMMIT = "COMMIT"
 ABORT = "ABORT"
 ER_DUP_ENTRY = 1062
-_GTRID = re.compile(r"sp-([0-9A-Za-z]+)-(\d+)-(\d+)")
+_GTRID = re.compile(r"sp-([0-9a-f]+)-([0-9A-Za-z]+)-(\d+)-(\d+)")
+# The decision log has connections of its own, so a commit never waits for a session's.
+LOG_POOL_SIZE = 4
 
 # Failpoints for crash tests: SHARDPROXY_CRASH_AT=after_prepare|after_decision makes the process
 # SIGKILL itself at that point of the next distributed commit, as a real crash would.
@@ -56,34 +62,45 @@ class XaOutcomeUnknown(ProxyError):
     code, sqlstate = 2013, "HY000"
 
 
-def xid_sql(gtrid: str, backend: str) -> str:
-    return f"'{gtrid}','{backend}',{FORMAT_ID}"
+def xid_sql(gtrid: str, bqual: str) -> str:
+    return f"'{gtrid}','{bqual}',{FORMAT_ID}"
+
+
+def log_id(backend: Backend) -> str:
+    """Names a decision log by where it lives, the same in every instance that shares it."""
+    where = f"{backend.host}:{backend.port}/{backend.database}".encode()
+    return hashlib.sha1(where).hexdigest()[:8]
 
 
 @dataclass
 class XidSource:
     """Makes global transaction ids unique across proxy instances."""
 
+    log: str
     instance: str
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def new(self) -> str:
-        return f"sp-{self.instance}-{int(time.time() * 1000)}-{next(self._seq)}"
+        return f"sp-{self.log}-{self.instance}-{int(time.time() * 1000)}-{next(self._seq)}"
+
+    def owns(self, gtrid: str) -> bool:
+        """Whether the decision of `gtrid` lives in our log (whichever instance started it)."""
+        match = _GTRID.fullmatch(gtrid)
+        return match is not None and match.group(1) == self.log
 
 
 def gtrid_age_seconds(gtrid: str, now: float) -> float | None:
     match = _GTRID.fullmatch(gtrid)
     if match is None:
         return None
-    return now - int(match.group(2)) / 1000
+    return now - int(match.group(3)) / 1000
 
 
 class DecisionLog:
     """The COMMIT/ABORT decisions, in a table on one backend."""
 
-    def __init__(self, backends: Backends, backend: str):
-        self.backends = backends
-        self.backend = backend
+    def __init__(self, backend: Backend):
+        self.pool = BackendPool(replace(backend, pool=PoolSize(0, LOG_POOL_SIZE)))
 
     async def ensure_table(self) -> None:
         await self._execute(
@@ -134,8 +151,11 @@ class DecisionLog:
             f" OR decided_at < NOW(6) - INTERVAL {int(abort_after * 10)} SECOND)"
         )
 
+    async def close(self) -> None:
+        await self.pool.close()
+
     async def _execute(self, sql: str) -> None:
-        conn = await self.backends[self.backend].acquire()
+        conn = await self.pool.acquire()
         ok = False
         try:
             await conn.execute(sql)
@@ -144,7 +164,7 @@ class DecisionLog:
             conn.pool.release(conn, ok or not conn.broken)
 
     async def _query(self, sql: str) -> list[tuple[str | None, ...]]:
-        conn = await self.backends[self.backend].acquire()
+        conn = await self.pool.acquire()
         ok = False
         try:
             rows = await conn.query(sql)
@@ -156,10 +176,11 @@ class DecisionLog:
 
 @dataclass(frozen=True)
 class InDoubt:
-    """A prepared branch found by XA RECOVER."""
+    """A prepared branch found by XA RECOVER on the server of `backend`."""
 
     backend: str
     gtrid: str
+    bqual: str
     decision: str | None
     age_seconds: float | None
 
@@ -170,13 +191,13 @@ class Coordinator:
     def __init__(
         self,
         backends: Backends,
-        log_backend: str,
+        log_backend: Backend,
         instance: str,
         abort_after: float = 30.0,
     ):
         self.backends = backends
-        self.log = DecisionLog(backends, log_backend)
-        self.xids = XidSource(instance)
+        self.log = DecisionLog(log_backend)
+        self.xids = XidSource(log_id(log_backend), instance)
         self.instance = instance
         self.abort_after = abort_after
         self.stats: dict[str, int] = {
@@ -282,11 +303,18 @@ class Coordinator:
     # --- recovery -------------------------------------------------------------------------
 
     async def in_doubt(self) -> tuple[list[InDoubt], bool]:
-        """Every prepared branch of ours on every reachable backend, with its decision, and
-        whether every backend answered."""
-        found: list[tuple[str, str]] = []
+        """Every prepared branch whose decision lives in our log, on every reachable server,
+        with its decision; and whether every server answered.
+
+        XA RECOVER lists a whole server's branches, so each server is asked once even when
+        several backends (databases) live on it."""
+        found: list[tuple[str, str, str]] = []
         complete = True
+        servers: dict[tuple[str, int], str] = {}
         for name, pool in self.backends.pools.items():
+            servers.setdefault((pool.backend.host, pool.backend.port), name)
+        for name in servers.values():
+            pool = self.backends[name]
             try:
                 conn = await pool.acquire()
             except ProxyError:
@@ -299,15 +327,18 @@ class Coordinator:
                 complete = False
                 continue
             pool.release(conn)
-            for format_id, gtrid_len, _bqual_len, data in rows:
+            for format_id, gtrid_len, bqual_len, data in rows:
                 if int(format_id or 0) != FORMAT_ID or data is None:
                     continue
-                found.append((name, data[: int(gtrid_len or 0)]))
-        decisions = await self.log.lookup(sorted({g for _, g in found}))
+                split = int(gtrid_len or 0)
+                gtrid, bqual = data[:split], data[split : split + int(bqual_len or 0)]
+                if self.xids.owns(gtrid):
+                    found.append((name, gtrid, bqual))
+        decisions = await self.log.lookup(sorted({g for _, g, _ in found}))
         now = time.time()
         branches = [
-            InDoubt(backend, gtrid, decisions.get(gtrid), gtrid_age_seconds(gtrid, now))
-            for backend, gtrid in found
+            InDoubt(backend, gtrid, bqual, decisions.get(gtrid), gtrid_age_seconds(gtrid, now))
+            for backend, gtrid, bqual in found
         ]
         return branches, complete
 
@@ -325,7 +356,7 @@ class Coordinator:
             pool = self.backends[branch.backend]
             conn = await pool.acquire()
             try:
-                await conn.execute(f"XA {verb} {xid_sql(branch.gtrid, branch.backend)}")
+                await conn.execute(f"XA {verb} {xid_sql(branch.gtrid, branch.bqual)}")
             except BackendError as exc:
                 # XAER_NOTA: another instance finished it first.
                 log.info("recovery: XA %s %s on %s: %s", verb, branch.gtrid, branch.backend, exc)
