@@ -117,10 +117,18 @@ class Router:
         self.hits = 0  # statements planned without parsing
         self.misses = 0  # statements that needed sqlglot or a statement recognizer
 
-    def plan(self, sql: str, database: str | None, params: Sequence[object] | None = None) -> Plan:
+    def plan(
+        self,
+        sql: str,
+        database: str | None,
+        params: Sequence[object] | None = None,
+        keep_markers: bool = False,
+    ) -> Plan:
         """The plan for one statement in a session whose current database is `database`.
 
-        `params` are the values of a prepared statement's `?` markers, in order.
+        `params` are the values of a prepared statement's `?` markers, in order. With
+        `keep_markers`, the values still choose the shards but the physical SQL carries
+        `param_marker(i)` where parameter i goes, so the proxy can prepare it on the backend.
         """
         if params is None:
             cached = self._exact.get((database, sql))
@@ -130,7 +138,7 @@ class Router:
         normalized = normalize(sql)
         if not normalized.shape:
             raise ProxyError("Query was empty", 1065, "42000")
-        bindings = _bind(normalized, params)
+        bindings = _bind(normalized, params, keep_markers)
         key = (database, normalized.shape)
         route = self._shapes.get(key)
         planned = route is None
@@ -143,6 +151,9 @@ class Router:
             return route.instantiate(bindings)
         text, slots = _splice(normalized.fragments, bindings.texts)
         exact_key = (database, sql if params is None else text)
+        if keep_markers and params:
+            # The text holds markers, not values, and this plan depends on the values.
+            exact_key = (database, text + "\0" + repr(tuple(params)))
         if not planned:
             cached = self._exact.get(exact_key)
             if cached is not None:
@@ -249,7 +260,14 @@ def _parse_text(text: str) -> str:
     return text
 
 
-def _bind(normalized: Normalized, params: Sequence[object] | None) -> Bindings:
+def param_marker(index: int) -> str:
+    """Stands for prepared-statement parameter `index` in physical SQL (see Router.plan)."""
+    return f"/*?{index}*/?"
+
+
+def _bind(
+    normalized: Normalized, params: Sequence[object] | None, keep_markers: bool = False
+) -> Bindings:
     """Every slot's SQL text, with prepared-statement parameters rendered as literals."""
     literals = normalized.literals
     if params is None:
@@ -263,11 +281,13 @@ def _bind(normalized: Normalized, params: Sequence[object] | None) -> Bindings:
     texts = []
     values: dict[int, object] = {}
     remaining = iter(params)
+    param = 0
     for index, literal in enumerate(literals):
         if literal is None:
             value = next(remaining)
             values[index] = value
-            literal = render_param(value)
+            literal = param_marker(param) if keep_markers else render_param(value)
+            param += 1
         texts.append(literal)
     return Bindings(tuple(texts), values)
 
