@@ -1,0 +1,331 @@
+"""Sessions never share backend state, even when they share pooled backend connections.
+
+Most tests use a proxy of their own whose backends have a pool of ONE connection each, so every
+client's statements necessarily run on the same backend connection, interleaved; its config
+also has a second logical database (`crm`) for USE / COM_INIT_DB.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+import pytest
+from conftest import retarget_config
+from shop_helpers import connector_connect, physical_tables
+
+if TYPE_CHECKING:
+    from conftest import Cluster, ProxyFactory, ProxyProcess
+
+ONE_CONNECTION_CONFIG = """\
+listen: {host: 127.0.0.1, port: 3307}
+users: [{name: app, password: app}]
+backends:
+  s0: {host: 127.0.0.1, port: 13306, user: root, password: "", database: sess_0, pool: {min: 0, max: 1}}
+  s1: {host: 127.0.0.1, port: 13307, user: root, password: "", database: sess_1, pool: {min: 0, max: 1}}
+  c1: {host: 127.0.0.1, port: 13307, user: root, password: "", database: crm_1, pool: {min: 0, max: 1}}
+databases:
+  shop:
+    default_backend: s0
+    tables:
+      users: {shard_key: id, algorithm: mod, backends: [s0, s1], tables_per_backend: 2}
+      notes: {backend: s0}
+  crm:
+    default_backend: c1
+    tables:
+      contacts: {backend: c1}
+"""  # noqa: E501
+
+STATE_SQL = "SELECT @@sql_mode, @@time_zone, @x, DATABASE()"
+
+
+@pytest.fixture(scope="module")
+def pool1_proxy(proxy_server: ProxyFactory, mariadb_cluster: Cluster) -> Iterator[ProxyProcess]:
+    proxy = proxy_server(retarget_config(ONE_CONNECTION_CONFIG, mariadb_cluster), name="pool1")
+    conn = proxy.connect()
+    with conn.cursor() as cursor:
+        for sql in (
+            "DROP TABLE IF EXISTS users",
+            "CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR(100))",
+            # One row per statement: a statement needing two connections of one backend
+            # can't run on these one-connection pools (see the last test).
+            "INSERT INTO users (id, name) VALUES (1, 'one')",
+            "INSERT INTO users (id, name) VALUES (2, 'two')",
+            "INSERT INTO users (id, name) VALUES (3, 'three')",
+            "INSERT INTO users (id, name) VALUES (4, 'four')",
+            "DROP TABLE IF EXISTS notes",
+            "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(100)) CHARACTER SET utf8mb4",
+            "USE crm",
+            "DROP TABLE IF EXISTS contacts",
+            "CREATE TABLE contacts (id INT PRIMARY KEY, name VARCHAR(100))",
+            "INSERT INTO contacts VALUES (1, 'crm contact')",
+        ):
+            cursor.execute(sql)
+    conn.close()
+    yield proxy
+    proxy.terminate()
+    for name in ("users", "notes", "contacts"):
+        for index, schema, table in physical_tables(mariadb_cluster, name):
+            if schema in ("sess_0", "sess_1", "crm_1"):
+                mariadb_cluster.instances[index].execute(f"DROP TABLE `{schema}`.`{table}`")
+
+
+def one(conn: Any, sql: str, params: Any = None) -> tuple:
+    cursor = conn.cursor()
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    cursor.close()
+    assert len(rows) == 1, rows
+    return tuple(rows[0])
+
+
+def execute(conn: Any, sql: str, params: Any = None) -> None:
+    cursor = conn.cursor()
+    cursor.execute(sql, params)
+    cursor.close()
+
+
+@pytest.fixture(scope="module")
+def server_defaults(mariadb_cluster: Cluster) -> tuple[str, str]:
+    """(sql_mode, time_zone) a fresh backend session starts with."""
+    ((sql_mode, time_zone),) = mariadb_cluster.instances[0].execute(
+        "SELECT @@session.sql_mode, @@session.time_zone"
+    )
+    return sql_mode, time_zone
+
+
+def configure(conn: Any, sql_mode: str, time_zone: str, x: Any) -> None:
+    execute(conn, f"SET SESSION sql_mode = '{sql_mode}'")
+    execute(conn, f"SET time_zone = '{time_zone}'")
+    execute(conn, "SET @x = %s", (x,))
+
+
+A = ("ANSI_QUOTES,NO_ZERO_DATE", "+05:00", "client A")
+B = ("STRICT_ALL_TABLES", "-03:30", 42)
+
+
+def test_interleaved_clients_on_one_backend_connection_keep_their_own_state(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    configure(a, *A)
+    assert one(b, STATE_SQL)[2] is None  # A's @x is not B's
+    configure(b, *B)
+    for _ in range(5):
+        assert one(a, STATE_SQL) == (*A[:2], "client A", "shop")
+        assert one(b, STATE_SQL) == (*B[:2], 42, "shop")
+        # Statements routed to the other backend, too.
+        assert one(a, "SELECT name, @@time_zone, @x FROM users WHERE id = 2") == (
+            "two",
+            "+05:00",
+            "client A",
+        )
+        assert one(b, "SELECT name, @@time_zone, @x FROM users WHERE id = 3") == (
+            "three",
+            "-03:30",
+            42,
+        )
+    # The modes act, not just read back: ANSI_QUOTES makes "name" a column for A only.
+    assert one(a, 'SELECT "name" FROM users WHERE id = 1') == ("one",)
+    assert one(b, 'SELECT "name" FROM users WHERE id = 1') == ("name",)
+    # A changes its mind; B is unaffected.
+    execute(a, "SET @x = NULL, time_zone = '+00:00'")
+    assert one(a, STATE_SQL) == (A[0], "+00:00", None, "shop")
+    assert one(b, STATE_SQL) == (*B[:2], 42, "shop")
+    a.close()
+    b.close()
+
+
+def test_use_and_com_init_db_are_per_client(pool1_proxy: ProxyProcess) -> None:
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect(database="crm")
+    assert one(a, "SELECT DATABASE()") == ("shop",)
+    assert one(b, "SELECT DATABASE()") == ("crm",)
+    execute(a, "USE crm")
+    assert one(a, "SELECT DATABASE(), name FROM contacts") == ("crm", "crm contact")
+    b.select_db("shop")  # COM_INIT_DB
+    assert one(b, "SELECT DATABASE(), name FROM users WHERE id = 4") == ("shop", "four")
+    assert one(a, "SELECT DATABASE()") == ("crm",)
+    with pytest.raises(pymysql.err.ProgrammingError) as excinfo:
+        execute(b, "SELECT * FROM contacts")  # a crm table, and b is in shop now
+    assert excinfo.value.args[0] == 1146
+    assert one(a, "SELECT id FROM contacts") == (1,)
+    # Qualified names work from either database.
+    assert one(a, "SELECT name FROM shop.users WHERE id = 1") == ("one",)
+    assert one(b, "SELECT name FROM crm.contacts WHERE id = 1") == ("crm contact",)
+    a.close()
+    b.close()
+
+
+def test_state_does_not_survive_into_the_next_client_of_a_pooled_connection(
+    pool1_proxy: ProxyProcess, server_defaults: tuple[str, str]
+) -> None:
+    a = pool1_proxy.connect()
+    configure(a, *A)
+    execute(a, "SET NAMES latin1")
+    execute(a, "USE crm")
+    assert one(a, STATE_SQL) == (*A[:2], "client A", "crm")
+    assert one(a, "SELECT name FROM contacts") == ("crm contact",)  # runs on c1's one connection
+    a.close()
+
+    c = pool1_proxy.connect()  # must reuse a's backend connections: the pools hold one each
+    assert one(c, STATE_SQL) == (*server_defaults, None, "shop")
+    assert one(c, "SELECT @@character_set_client, @@character_set_results") == (
+        "utf8mb4",
+        "utf8mb4",
+    )
+    assert one(c, "SELECT @@time_zone, @x FROM users WHERE id = 3") == (server_defaults[1], None)
+    execute(c, "USE crm")
+    assert one(c, "SELECT @@sql_mode, @@time_zone, @x FROM contacts") == (*server_defaults, None)
+    c.close()
+
+
+def test_variables_assigned_inside_a_select_stay_with_their_client(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    assert one(a, "SELECT @leak := 'from a'") == ("from a",)
+    assert one(b, "SELECT @leak") == (None,)
+    assert one(a, "SELECT @leak") == ("from a",)
+    a.close()
+    b.close()
+
+
+def test_set_names_latin1_and_utf8mb4_clients_round_trip_non_ascii(
+    pool1_proxy: ProxyProcess, mariadb_cluster: Cluster
+) -> None:
+    latin = pool1_proxy.connect(charset="latin1")  # PyMySQL sends SET NAMES latin1
+    utf8 = pool1_proxy.connect(charset="utf8mb4")
+    execute(utf8, "DELETE FROM notes")
+    for _ in range(2):
+        assert one(latin, "SELECT @@character_set_client, @@character_set_results") == (
+            "latin1",
+            "latin1",
+        )
+        assert one(utf8, "SELECT @@character_set_client") == ("utf8mb4",)
+        # The server decodes each client's bytes with that client's charset.
+        assert one(latin, "SELECT HEX(CONVERT(%s USING utf8mb4))", ("é",)) == ("C3A9",)
+        assert one(utf8, "SELECT HEX(CONVERT(%s USING utf8mb4))", ("é",)) == ("C3A9",)
+        assert one(latin, "SELECT %s", ("Renée Côté",)) == ("Renée Côté",)
+        assert one(utf8, "SELECT %s", ("日本 🚀",)) == ("日本 🚀",)
+    execute(latin, "INSERT INTO notes VALUES (1, %s)", ("Renée Côté à Zürich",))
+    execute(utf8, "INSERT INTO notes VALUES (2, %s)", ("Zoë 🙂 日本",))
+    assert one(latin, "SELECT body FROM notes WHERE id = 1") == ("Renée Côté à Zürich",)
+    assert one(utf8, "SELECT body FROM notes WHERE id = 1") == ("Renée Côté à Zürich",)
+    assert one(utf8, "SELECT body FROM notes WHERE id = 2") == ("Zoë 🙂 日本",)
+    # latin1 can't hold the emoji or the kanji: MySQL sends '?' for them.
+    assert one(latin, "SELECT body FROM notes WHERE id = 2") == ("Zoë ? ??",)
+    # Stored correctly (not double-encoded) on the backend.
+    stored = mariadb_cluster.instances[0].execute("SELECT id, body FROM sess_0.notes ORDER BY id")
+    assert stored == [(1, "Renée Côté à Zürich"), (2, "Zoë 🙂 日本")]
+    execute(latin, "SET NAMES utf8mb4")
+    assert one(latin, "SELECT @@character_set_client") == ("utf8mb4",)
+    latin.close()
+    utf8.close()
+
+
+def test_handshake_charset_alone_is_honoured(pool1_proxy: ProxyProcess) -> None:
+    """The mariadb CLI's --default-character-set only sets the handshake response's charset
+    (no SET NAMES follows; checked against a plain MariaDB's general log)."""
+    command = [
+        "mariadb",
+        "--no-defaults",
+        "--protocol=tcp",
+        f"-h{pool1_proxy.host}",
+        f"-P{pool1_proxy.port}",
+        "-uapp",
+        "-papp",
+        "--default-character-set=latin1",
+        "--batch",
+        "--skip-column-names",
+        "-e",
+        # 'é' as ONE latin1 byte; the server must read it as latin1 and answer in latin1.
+        b"SELECT @@character_set_client, @@character_set_results, "
+        b"HEX(CONVERT('\xe9' USING utf8mb4)), 'C\xf4t\xe9'",
+        "shop",
+    ]
+    result = subprocess.run(command, capture_output=True, timeout=15, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"latin1\tlatin1\tC3A9\tC\xf4t\xe9\n"
+
+
+def test_mysql_connector_latin1_client(pool1_proxy: ProxyProcess) -> None:
+    conn = connector_connect(pool1_proxy, charset="latin1", collation="latin1_swedish_ci")
+    try:
+        assert one(conn, "SELECT @@character_set_client, @@character_set_connection") == (
+            "latin1",
+            "latin1",
+        )
+        assert one(conn, "SELECT HEX(CONVERT(%s USING utf8mb4)), %s", ("é", "Côté")) == (
+            "C3A9",
+            "Côté",
+        )
+    finally:
+        conn.close()
+
+
+def _hammer(proxy: ProxyProcess, n: int, databases: list[str], errors: list[BaseException]) -> None:
+    """One client: its own state, checked 20 times; a switch of database half-way."""
+    try:
+        database = databases[n % len(databases)]
+        conn = proxy.connect(database=database)
+        sql_mode = ["ANSI_QUOTES", "STRICT_ALL_TABLES", "NO_ZERO_DATE", "PIPES_AS_CONCAT"][n % 4]
+        time_zone = f"+0{n % 10}:{15 * (n % 4):02d}"
+        configure(conn, sql_mode, time_zone, f"thread {n}")
+        for i in range(20):
+            if i == 10:
+                database = databases[(n + 1) % len(databases)]
+                conn.select_db(database)
+            assert one(conn, STATE_SQL) == (sql_mode, time_zone, f"thread {n}", database)
+        conn.close()
+    except BaseException as exc:
+        errors.append(exc)
+
+
+@pytest.mark.parametrize("pool", ["shop_proxy", "pool1_proxy"])
+def test_concurrent_clients_never_see_each_others_state(
+    pool: str, request: pytest.FixtureRequest
+) -> None:
+    proxy = request.getfixturevalue(pool)
+    databases = ["shop", "crm"] if pool == "pool1_proxy" else ["shop"]
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=_hammer, args=(proxy, n, databases, errors)) for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "clients hung"
+    assert not errors, errors[0]
+
+
+def test_statements_needing_several_connections_of_one_backend_work_with_a_pool_of_one(
+    proxy_server: ProxyFactory, mariadb_cluster: Cluster
+) -> None:
+    """A pool of max 1 must not deadlock a single statement: a scatter read over two physical
+    tables of one backend, or a write over two backends (its XA decision log needs a
+    connection to the log backend too). The client gives up after 5 s."""
+    config = ONE_CONNECTION_CONFIG.replace("sess_", "sessdl_").replace("crm_1", "crmdl_1")
+    proxy = proxy_server(retarget_config(config, mariadb_cluster), name="pool1-deadlock")
+    try:
+        conn = proxy.connect(read_timeout=5)
+        execute(conn, "CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR(100))")
+        for user_id in range(4):
+            execute(conn, "INSERT INTO users (id, name) VALUES (%s, 'x')", (user_id,))
+        cursor = conn.cursor()
+        cursor.execute("SELECT id FROM users")  # users_0 and users_1 are both on s0
+        assert sorted(cursor.fetchall()) == [(0,), (1,), (2,), (3,)]
+        cursor.execute("INSERT INTO users (id, name) VALUES (4, 'ds0'), (6, 'ds1')")
+        assert cursor.rowcount == 2
+        conn.close()
+    finally:
+        proxy.kill()
+        for index, schema, table in physical_tables(mariadb_cluster, "users"):
+            if schema.startswith("sessdl_"):
+                mariadb_cluster.instances[index].execute(f"DROP TABLE `{schema}`.`{table}`")
