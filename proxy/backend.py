@@ -53,6 +53,8 @@ class BackendConnection:
         self.last_used = time.monotonic()
         self.server_version: str = conn.server_version
         self.thread_id: int = conn.server_thread_id[0]
+        # Statements prepared on this connection: physical SQL -> backend statement id.
+        self.statements: dict[str, int] = {}
 
     @property
     def backend(self) -> str:
@@ -183,6 +185,7 @@ class BackendConnection:
         if payload[0] == 0xFF:
             raise BackendError(*_err_args(payload))
         self.state = DEFAULT_STATE
+        self.statements.clear()
 
     async def apply_state(self, state: tuple[tuple[str, str], ...]) -> None:
         """Make this connection's session variables exactly `state` (a session's SETs)."""

@@ -19,9 +19,12 @@ from proxy.names import NameMap
 from router.errors import BackendUnavailable, NotSupported, ProxyError
 from router.plan import Unit
 
-# Acquire a connection for a unit's backend: pooled, or the session's pinned one.
-Acquire = Callable[[str], Awaitable[BackendConnection]]
-Release = Callable[[BackendConnection, bool], None]
+# Sends one unit's command to its connection: a text query, or a backend prepared statement.
+Sender = Callable[[BackendConnection, Unit], Awaitable[None]]
+
+
+async def send_query(conn: BackendConnection, unit: Unit) -> None:
+    conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
 
 
 @dataclass
@@ -48,6 +51,7 @@ class ResultReader:
         self.final_warnings = 0
         self.final_status = 0
         self.done = False
+        self.sent = False  # whether its command went out (else there is nothing to drain)
 
     async def read_head(self) -> None:
         frame = await self.conn.read_frame()
@@ -123,10 +127,15 @@ def send_ok(channel: ClientChannel, ok: OkResult, status: int) -> None:
 
 
 async def relay_single(
-    conn: BackendConnection, unit: Unit, channel: ClientChannel, names: NameMap, status: int
+    conn: BackendConnection,
+    unit: Unit,
+    channel: ClientChannel,
+    names: NameMap,
+    status: int,
+    send: Sender = send_query,
 ) -> Outcome:
     """Run one unit and relay its answer; raises ProxyError (nothing sent) on ERR."""
-    conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
+    await send(conn, unit)
     reader = ResultReader(conn, names)
     await reader.read_head()
     if reader.error is not None:
@@ -152,6 +161,7 @@ async def concat_reads(
     channel: ClientChannel,
     names: NameMap,
     status: int,
+    send: Sender = send_query,
 ) -> Outcome:
     """Run read units in parallel and stream their rows one unit after another.
 
@@ -159,9 +169,10 @@ async def concat_reads(
     clean ERR for the client instead of a half-sent result.
     """
     readers = [ResultReader(conn, names) for conn in conns]
-    for conn, unit in zip(conns, units, strict=True):
-        conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
     try:
+        for reader, unit in zip(readers, units, strict=True):
+            await send(reader.conn, unit)
+            reader.sent = True
         await asyncio.gather(*(r.read_head() for r in readers))
         for reader in readers:
             if reader.error is not None:
@@ -194,7 +205,7 @@ async def concat_reads(
 
 async def _drain_all(readers: Sequence[ResultReader]) -> None:
     for reader in readers:
-        if not reader.done and not reader.conn.broken:
+        if reader.sent and not reader.done and not reader.conn.broken:
             try:
                 await reader.drain()
             except ProxyError:

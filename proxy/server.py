@@ -186,9 +186,14 @@ class Server:
             return None
         channel.send(p.ok_packet(status=p.SERVER_STATUS_AUTOCOMMIT))
         await channel.drain()
-        return Session(
+        session = Session(
             self, channel, connection_id, user.name, int(response.capabilities), database
         )
+        charset = response.client_charset.name
+        if charset != "utf8mb4":
+            # The handshake's character set is the session's, as if it had sent SET NAMES.
+            session.state = (("names", charset),)
+        return session
 
 
 def _password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:

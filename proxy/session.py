@@ -7,24 +7,47 @@ list; inside a transaction the session keeps its own pinned connection per backe
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from proxy import packets as p
 from proxy.backend import BackendConnection, OkResult, assignment_sql
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
-from proxy.executor import ResultReader, concat_reads, relay_single, run_writes, send_ok
+from proxy.executor import (
+    ResultReader,
+    Sender,
+    concat_reads,
+    relay_single,
+    run_writes,
+    send_ok,
+    send_query,
+)
+from proxy.prepared import (
+    ClientStatement,
+    StatementNotFound,
+    binary_row,
+    describe,
+    make_sender,
+    parse_execute,
+    prepare_ok,
+    unmark,
+)
 from router.errors import (
     BackendUnavailable,
     DbAccessDenied,
     NoDatabaseSelected,
+    NoShardForValue,
     NotSupported,
     ProxyError,
     UnknownDatabase,
 )
+from router.normalize import count_params
 from router.plan import (
+    Plan,
     QueryPlan,
     Route,
     SetPlan,
@@ -74,6 +97,8 @@ class Session:
         self.next_transaction: str | None = None  # SET TRANSACTION for the next one only
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
+        self.statements: dict[int, ClientStatement] = {}
+        self._statement_ids = itertools.count(1)
 
     @property
     def runtime(self) -> Runtime:
@@ -124,6 +149,21 @@ class Session:
                 self.autocommit = True
                 self.next_transaction = None
                 self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_STMT_PREPARE:
+                await self.stmt_prepare(body)
+            elif command == p.COM_STMT_EXECUTE:
+                await self.stmt_execute(body)
+            elif command == p.COM_STMT_SEND_LONG_DATA:
+                self.stmt_long_data(body)
+            elif command == p.COM_STMT_CLOSE:
+                if len(body) >= 4:
+                    self.statements.pop(struct.unpack_from("<I", body)[0], None)
+            elif command == p.COM_STMT_RESET:
+                stmt = self.statements.get(struct.unpack_from("<I", body)[0]) if body else None
+                if stmt is None:
+                    raise StatementNotFound("Unknown prepared statement handler given to RESET")
+                stmt.long_data.clear()
+                self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_FIELD_LIST:
                 self.channel.send(p.eof_packet(self.status()))
             elif command == p.COM_STATISTICS:
@@ -144,9 +184,13 @@ class Session:
             await self.run_statement(statement, more=i < last)
 
     async def run_statement(self, sql: str, more: bool = False) -> None:
-        plan = self.runtime.router.plan(sql, self.database)
+        await self.run_plan(self.runtime.router.plan(sql, self.database), more)
+
+    async def run_plan(
+        self, plan: Plan, more: bool, send: Sender = send_query, binary: bool = False
+    ) -> None:
         if isinstance(plan, QueryPlan):
-            await self.run_query(plan, more)
+            await self.run_query(plan, more, send)
         elif isinstance(plan, UsePlan):
             self.use(plan.database)
             self.channel.send(p.ok_packet(status=self.status(more)))
@@ -157,9 +201,67 @@ class Session:
             await self.transaction(plan.action)
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, ShowPlan):
-            self.show(plan, more)
+            self.show(plan, more, binary)
         else:
             raise NotSupported(type(plan).__name__)
+
+    # --- prepared statements ----------------------------------------------------------------
+
+    async def stmt_prepare(self, body: bytes) -> None:
+        """COM_STMT_PREPARE: metadata from preparing the physical SQL of one data node."""
+        sql = body.decode("utf-8", "surrogateescape")
+        num_params = count_params(sql)
+        params_defs: list[bytes] = []
+        column_defs: list[bytes] = []
+        try:
+            plan = self.runtime.router.plan(
+                sql, self.database, [None] * num_params, keep_markers=True
+            )
+        except (NoShardForValue, NotSupported):
+            plan = None  # decided by the values at execution
+        if isinstance(plan, QueryPlan) and plan.units and not plan.implicit_commit:
+            unit = plan.units[0]
+            conn, pooled = await self.connection(unit.backend)
+            try:
+                count, params_defs, column_defs = await describe(conn, unmark(unit.sql)[0])
+            finally:
+                if pooled:
+                    conn.pool.release(conn, not conn.broken)
+            if count != num_params:
+                params_defs = []
+        stmt_id = next(self._statement_ids)
+        self.statements[stmt_id] = ClientStatement(stmt_id, sql, num_params)
+        if num_params and not params_defs:
+            params_defs = [p.column_definition("?")] * num_params
+        channel = self.channel
+        channel.send(prepare_ok(stmt_id, len(column_defs), num_params))
+        names = self.runtime.names
+        for defs in (params_defs, column_defs):
+            if defs:
+                for payload in defs:
+                    channel.send(names.column_definition(payload))
+                channel.send(p.eof_packet(self.status()))
+
+    async def stmt_execute(self, body: bytes) -> None:
+        stmt, params = parse_execute(body, self.statements)
+        stmt.long_data.clear()
+        values = [param.value for param in params]
+        router = self.runtime.router
+        plan = router.plan(stmt.sql, self.database, values, keep_markers=True)
+        if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
+            await self.run_query(plan, False, make_sender(params))
+            return
+        # Answered with OK packets (or the proxy's own rows): run as text with the values.
+        await self.run_plan(router.plan(stmt.sql, self.database, values), False, binary=True)
+
+    def stmt_long_data(self, body: bytes) -> None:
+        """COM_STMT_SEND_LONG_DATA: no reply, whatever happens."""
+        if len(body) < 6:
+            return
+        stmt_id, param = struct.unpack_from("<IH", body)
+        stmt = self.statements.get(stmt_id)
+        if stmt is not None and param < stmt.num_params:
+            stmt.long_data.setdefault(param, bytearray()).extend(body[6:])
 
     # --- databases and SHOW ---------------------------------------------------------------
 
@@ -175,7 +277,7 @@ class Session:
             raise DbAccessDenied(f"Access denied for user '{self.user}'@'%' to database '{name}'")
         self.database = name
 
-    def show(self, plan: ShowPlan, more: bool) -> None:
+    def show(self, plan: ShowPlan, more: bool, binary: bool = False) -> None:
         if plan.what is ShowWhat.DATABASES:
             names = ["information_schema", *self.allowed_databases()]
             header = "Database"
@@ -195,7 +297,12 @@ class Session:
                 rows = [(n, "BASE TABLE") for n in names]
             else:
                 rows = [(n,) for n in names]
-        for payload in p.text_result_payloads(columns, rows, self.status(more)):
+        payloads = p.text_result_payloads(columns, rows, self.status(more))
+        if binary:
+            # The same result set with binary-protocol rows (COM_STMT_EXECUTE).
+            head = len(columns) + 2
+            payloads = payloads[:head] + [binary_row(row) for row in rows] + payloads[-1:]
+        for payload in payloads:
             self.channel.send(payload)
 
     # --- SET ------------------------------------------------------------------------------
@@ -331,23 +438,23 @@ class Session:
 
     # --- running plans ------------------------------------------------------------------------
 
-    async def run_query(self, plan: QueryPlan, more: bool) -> None:
+    async def run_query(self, plan: QueryPlan, more: bool, send: Sender = send_query) -> None:
         if plan.implicit_commit:
             await self.end_transaction(commit=True)
         elif not self.autocommit and not self.in_txn:
             self.in_txn = True
         if self.in_txn:
-            await self._run_in_transaction(plan, more)
+            await self._run_in_transaction(plan, more, send)
         else:
-            await self._run_autocommit(plan, more)
+            await self._run_autocommit(plan, more, send)
 
-    async def _run_autocommit(self, plan: QueryPlan, more: bool) -> None:
+    async def _run_autocommit(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units
         names = self.runtime.names
         if len(units) == 1:
             conn, _ = await self.connection(units[0].backend)
             try:
-                await relay_single(conn, units[0], self.channel, names, self.status(more))
+                await relay_single(conn, units[0], self.channel, names, self.status(more), send)
                 if _ASSIGNS.search(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             finally:
@@ -368,7 +475,7 @@ class Session:
             try:
                 for backend in per_backend:
                     pinned[backend] = (await self.connection(backend))[0]
-                await self._sequential_reads(pinned, plan, self.status(more))
+                await self._sequential_reads(pinned, plan, self.status(more), send)
             finally:
                 for conn in pinned.values():
                     conn.pool.release(conn, not conn.broken)
@@ -378,7 +485,7 @@ class Session:
             for unit in units:
                 conn, _ = await self.connection(unit.backend)
                 acquired.append(conn)
-            await concat_reads(acquired, units, self.channel, names, self.status(more))
+            await concat_reads(acquired, units, self.channel, names, self.status(more), send)
         finally:
             for conn in acquired:
                 conn.pool.release(conn, not conn.broken)
@@ -409,7 +516,7 @@ class Session:
         await self.end_transaction(commit=True)
         send_ok(self.channel, _one_copy(plan, ok), self.status(more))
 
-    async def _run_in_transaction(self, plan: QueryPlan, more: bool) -> None:
+    async def _run_in_transaction(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units
         backends = list(dict.fromkeys(u.backend for u in units))
         try:
@@ -417,7 +524,7 @@ class Session:
             status = self.status(more)
             if len(units) == 1:
                 conn = conns[units[0].backend]
-                await relay_single(conn, units[0], self.channel, self.runtime.names, status)
+                await relay_single(conn, units[0], self.channel, self.runtime.names, status, send)
                 if _ASSIGNS.search(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             elif _ASSIGNS.search(units[0].sql):
@@ -429,7 +536,7 @@ class Session:
                 ok = await run_writes([conns[b] for b in by_backend], list(by_backend.values()))
                 send_ok(self.channel, _one_copy(plan, ok), status)
             else:
-                await self._sequential_reads(conns, plan, status)
+                await self._sequential_reads(conns, plan, status, send)
         except BackendUnavailable:
             await self.end_transaction(commit=False)
             raise
@@ -446,14 +553,14 @@ class Session:
         conn.state = self.state
 
     async def _sequential_reads(
-        self, conns: dict[str, BackendConnection], plan: QueryPlan, status: int
+        self, conns: dict[str, BackendConnection], plan: QueryPlan, status: int, send: Sender
     ) -> None:
         """Scatter reads on pinned connections: one unit at a time, since units share them."""
         sent_header = False
         warnings = 0
         for unit in plan.units:
             conn = conns[unit.backend]
-            conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
+            await send(conn, unit)
             reader = ResultReader(conn, self.runtime.names)
             await reader.read_head()
             if reader.error is not None:
