@@ -265,6 +265,7 @@ class BackendPool:
         self._size = 0  # open + opening connections
         self._closed = False
         self.server_version = ""
+        self.last_error: str | None = None  # why the last connect failed; None once one works
 
     @property
     def size(self) -> int:
@@ -337,11 +338,13 @@ class BackendPool:
             )
         except Exception as exc:
             self._size -= 1
+            self.last_error = str(exc) or type(exc).__name__
             raise BackendUnavailable(
                 f"Can't connect to backend '{b.name}' ({b.host}:{b.port}): {exc}"
             ) from exc
         conn = BackendConnection(self, raw)
         self.server_version = conn.server_version
+        self.last_error = None
         return conn
 
     def release(self, conn: BackendConnection, clean: bool = True) -> None:
@@ -396,8 +399,14 @@ def _settle(
 class Backends:
     """Every backend's pool, by name."""
 
-    def __init__(self, backends: dict[str, Backend]):
-        self.pools = {name: BackendPool(b) for name, b in backends.items()}
+    def __init__(self, backends: dict[str, Backend], reuse: dict[str, BackendPool] | None = None):
+        """Pools for `backends`; a pool in `reuse` whose backend settings are unchanged is kept
+        (a config reload keeps its open connections)."""
+        reuse = reuse or {}
+        self.pools = {}
+        for name, b in backends.items():
+            kept = reuse.get(name)
+            self.pools[name] = kept if kept is not None and kept.backend == b else BackendPool(b)
 
     def __getitem__(self, name: str) -> BackendPool:
         return self.pools[name]

@@ -8,9 +8,16 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
+from router.config import Config
 from router.config_loader import describe, load_config
-from router.errors import ConfigError
+from router.errors import ConfigError, ProxyError
+
+if TYPE_CHECKING:
+    from proxy.server import Server
+
+log = logging.getLogger("shardproxy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,27 +55,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(config))
-    return uvloop.run(_serve(config))
+        return asyncio.run(_serve(config, args.config))
+    return uvloop.run(_serve(config, args.config))
 
 
-async def _serve(config) -> int:
+async def _serve(config: Config, path: str) -> int:
     from proxy.server import Server
 
-    server = Server(config)
+    server = Server(config, path)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(server)))
     serving = asyncio.ensure_future(server.serve_forever())
     await stop.wait()
+    grace = server.runtime.config.listen.shutdown_grace
+    log.info("shutting down: %d session(s) get %d s to finish", len(server.sessions), grace)
+    await server.shutdown(grace)
     serving.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await serving
-    await server.close()
     return 0
+
+
+async def _reload(server: Server) -> None:
+    """SIGHUP: a bad file is logged (by reload) and the running config kept."""
+    with contextlib.suppress(ProxyError):
+        await server.reload()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mysql_mimic import packets as mimic_packets
 from mysql_mimic.auth import NativePasswordAuthPlugin
@@ -27,7 +27,8 @@ from proxy.names import NameMap
 from proxy.session import Session
 from proxy.xa import Coordinator
 from router.config import Config
-from router.errors import AccessDenied, DbAccessDenied, ProxyError, UnknownDatabase
+from router.config_loader import load_config
+from router.errors import AccessDenied, ConfigError, DbAccessDenied, ProxyError, UnknownDatabase
 from router.planner import Router
 
 log = logging.getLogger("shardproxy.server")
@@ -50,20 +51,18 @@ class Runtime:
 
 
 class Server:
-    def __init__(self, config: Config):
-        backends = Backends(config.backends)
-        txn = config.transactions
-        log_backend = txn.log_backend or next(iter(config.databases.values())).default_backend
-        instance = txn.instance_id or secrets.token_hex(4)
-        coordinator = Coordinator(backends, config.backends[log_backend], instance, txn.abort_after)
-        self.runtime = Runtime(
-            config, Router(config), NameMap.from_config(config), backends, coordinator
-        )
+    def __init__(self, config: Config, config_path: str | None = None):
+        self.config_path = config_path
+        instance = config.transactions.instance_id or secrets.token_hex(4)
+        self.runtime = _build_runtime(config, None, instance)
+        self.instance = instance
         self._recovery: asyncio.Task[None] | None = None
         self.server_version = "10.11.0-MariaDB" + VERSION_SUFFIX
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self.sessions: dict[int, Session] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.draining = False  # shutting down: sessions end after their transaction
 
     async def start(self) -> None:
         version = await self.runtime.backends.server_version()
@@ -83,6 +82,49 @@ class Server:
         assert self._server is not None
         async with self._server:
             await self._server.serve_forever()
+
+    async def reload(self) -> None:
+        """Load the config file again and apply it to new statements, or keep the old one.
+
+        Connections stay up; pools of unchanged backends are kept. A change that would move
+        existing rows (a table's kind, shard key, algorithm or data nodes) is refused."""
+        if self.config_path is None:
+            raise ProxyError("The proxy was not started from a config file", 1105, "HY000")
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running config:\n%s", exc)
+            raise ProxyError(f"Config reload refused: {exc.problems[0]}", 1105, "HY000") from exc
+        old = self.runtime
+        moved = rows_that_would_move(old.config, config)
+        if moved:
+            log.error("config reload refused, keeping the running config: %s", "; ".join(moved))
+            raise ProxyError(f"Config reload refused: {moved[0]}", 1105, "HY000")
+        if config.listen != old.config.listen:
+            log.warning("config reload: a new listen address takes a restart; keeping the old")
+        self.runtime = _build_runtime(config, old, self.instance)
+        for name, pool in old.backends.pools.items():
+            if self.runtime.backends.pools.get(name) is not pool:
+                await pool.close()
+        log.info("config reloaded from %s", self.config_path)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; let running statements and transactions finish within `grace`
+        seconds; roll back what remains; close backends cleanly."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions.values()):
+            if not session.busy and not session.in_txn:
+                session.channel.close()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._tasks and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(self._tasks.values()):
+            task.cancel()  # the session's finally rolls its transaction back
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=5)
+        await self.close()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -120,12 +162,18 @@ class Server:
                 await channel.drain()
                 return
             self.sessions[connection_id] = session
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks[connection_id] = task
             try:
                 await session.run()
             finally:
                 self.sessions.pop(connection_id, None)
+                self._tasks.pop(connection_id, None)
         except (ClientClosed, ConnectionError, TimeoutError, ProtocolViolation):
             pass
+        except asyncio.CancelledError:
+            log.info("connection %d closed by shutdown", connection_id)
         except Exception:
             log.exception("connection %d failed", connection_id)
         finally:
@@ -194,6 +242,50 @@ class Server:
             # The handshake's character set is the session's, as if it had sent SET NAMES.
             session.state = (("names", charset),)
         return session
+
+
+def _build_runtime(config: Config, previous: Runtime | None, instance: str) -> Runtime:
+    """A runtime for `config`, keeping the previous one's pools and coordinator where their
+    settings did not change."""
+    reused = previous.backends.pools if previous is not None else {}
+    backends = Backends(config.backends, reused)
+    txn = config.transactions
+    log_name = txn.log_backend or next(iter(config.databases.values())).default_backend
+    log_backend = config.backends[log_name]
+    coordinator = previous.coordinator if previous is not None else None
+    if coordinator is None or coordinator.log.pool.backend != replace(
+        log_backend, pool=coordinator.log.pool.backend.pool
+    ):
+        coordinator = Coordinator(backends, log_backend, instance, txn.abort_after)
+    else:
+        coordinator.backends = backends
+        coordinator.abort_after = txn.abort_after
+    return Runtime(config, Router(config), NameMap.from_config(config), backends, coordinator)
+
+
+def rows_that_would_move(old: Config, new: Config) -> list[str]:
+    """Why `new` would put existing rows somewhere else than `old` did (empty: it wouldn't)."""
+    problems = []
+    for db_name, old_db in old.databases.items():
+        new_db = new.databases.get(db_name)
+        if new_db is None:
+            continue
+        for name, before in old_db.tables.items():
+            after = new_db.tables.get(name)
+            if after is None:
+                continue
+            for what, a, b in (
+                ("kind", before.kind, after.kind),
+                ("shard key", before.shard_key, after.shard_key),
+                ("algorithm", before.algorithm, after.algorithm),
+                ("data nodes", before.nodes, after.nodes),
+            ):
+                if a != b:
+                    problems.append(
+                        f"{db_name}.{name}: changing its {what} would move existing rows "
+                        "(reshard with a data migration, then restart)"
+                    )
+    return problems
 
 
 def _password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:

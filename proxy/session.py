@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from proxy import packets as p
+from proxy.admin import admin_show, explain_shards
 from proxy.backend import BackendConnection, OkResult, assignment_sql
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.executor import (
@@ -43,12 +44,17 @@ from router.errors import (
     NoShardForValue,
     NotSupported,
     ProxyError,
+    SpecificAccessDenied,
     UnknownDatabase,
 )
 from router.normalize import count_params
 from router.plan import (
+    ADMIN_PLANS,
+    AdminShow,
+    ExplainShards,
     Plan,
     QueryPlan,
+    ReloadConfig,
     Route,
     SetPlan,
     SetVar,
@@ -98,6 +104,7 @@ class Session:
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
         self.statements: dict[int, ClientStatement] = {}
+        self.busy = False  # running a command (graceful shutdown waits for it)
         self._statement_ids = itertools.count(1)
 
     @property
@@ -121,8 +128,14 @@ class Session:
                     raise ProtocolViolation("empty command packet")
                 if packet[0] == p.COM_QUIT:
                     return
-                await self.dispatch(packet[0], packet[1:])
+                self.busy = True
+                try:
+                    await self.dispatch(packet[0], packet[1:])
+                finally:
+                    self.busy = False
                 await self.channel.drain()
+                if self.server.draining and not self.in_txn:
+                    return
         except (ClientClosed, ConnectionError):
             return
         except ProtocolViolation as exc:
@@ -202,8 +215,27 @@ class Session:
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, ShowPlan):
             self.show(plan, more, binary)
+        elif isinstance(plan, ADMIN_PLANS):
+            await self.admin(plan, more, binary)
         else:
             raise NotSupported(type(plan).__name__)
+
+    async def admin(
+        self, plan: AdminShow | ExplainShards | ReloadConfig, more: bool, binary: bool
+    ) -> None:
+        if not self.runtime.config.users[self.user].admin:
+            raise SpecificAccessDenied(
+                "Access denied; you need the shardproxy admin privilege for this operation"
+            )
+        if isinstance(plan, ReloadConfig):
+            await self.server.reload()
+            self.channel.send(p.ok_packet(status=self.status(more)))
+            return
+        if isinstance(plan, ExplainShards):
+            columns, rows = explain_shards(plan)
+        else:
+            columns, rows = admin_show(plan, self.server)
+        self.send_rows(columns, rows, more, binary)
 
     # --- prepared statements ----------------------------------------------------------------
 
@@ -297,6 +329,12 @@ class Session:
                 rows = [(n, "BASE TABLE") for n in names]
             else:
                 rows = [(n,) for n in names]
+        self.send_rows(columns, rows, more, binary)
+
+    def send_rows(
+        self, columns: list[str], rows: list[Sequence[object]], more: bool, binary: bool
+    ) -> None:
+        """A small result set the proxy built itself, as text or binary-protocol rows."""
         payloads = p.text_result_payloads(columns, rows, self.status(more))
         if binary:
             # The same result set with binary-protocol rows (COM_STMT_EXECUTE).

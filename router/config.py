@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 class Listener:
     host: str = "127.0.0.1"
     port: int = 3307
+    # On SIGTERM: seconds running statements and transactions get to finish.
+    shutdown_grace: int = 30
 
 
 @dataclass(frozen=True)

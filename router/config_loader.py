@@ -36,7 +36,7 @@ from router.errors import ConfigError
 
 _TOP_KEYS = ("listen", "users", "backends", "databases", "transactions")
 _TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id")
-_LISTEN_KEYS = ("host", "port")
+_LISTEN_KEYS = ("host", "port", "shutdown_grace")
 _USER_KEYS = ("name", "password", "databases", "admin")
 _BACKEND_KEYS = ("host", "port", "user", "password", "database", "pool")
 _POOL_KEYS = ("min", "max")
@@ -391,7 +391,11 @@ class _Loader:
             host = self.string(entries["host"][1], "listen.host") or host  # reported if None
         if "port" in entries:
             port = self.integer(entries["port"][1], "listen.port", 1, 65535) or port
-        return Listener(host, port)
+        grace = default.shutdown_grace
+        if "shutdown_grace" in entries:
+            value = self.integer(entries["shutdown_grace"][1], "listen.shutdown_grace", 0)
+            grace = value if value is not None else grace
+        return Listener(host, port, grace)
 
     def users(self, node: Node) -> dict[str, User]:
         items = self.sequence(node, "users")

@@ -38,7 +38,252 @@ class Concat:
         return "Concat"
 
 
-Merge = Concat
+# --- merging rows of several units (a Vitess-like tree of primitives) -----------------------
+#
+# Columns are numbered in the rows the units return: the client's select list first, then the
+# hidden columns the planner appended (sort keys that were not selected, WEIGHT_STRING() of
+# string keys, the SUM and COUNT behind an AVG...). A negative number counts from the end, for
+# statements whose width is known only at run time (`SELECT *, ...`).
+
+
+def _col(index: int) -> str:
+    return f"#{index}"
+
+
+@dataclass(frozen=True)
+class Param:
+    """The value of literal slot `slot` of the statement; replaced by a Lit when bound."""
+
+    slot: int
+    negate: bool = False
+
+    def __str__(self) -> str:
+        return f"{'-' if self.negate else ''}:{self.slot}"
+
+
+@dataclass(frozen=True)
+class Lit:
+    """A constant: int, Decimal, float, str or None (NULL)."""
+
+    value: object
+
+    def __str__(self) -> str:
+        return "NULL" if self.value is None else repr(self.value)
+
+
+@dataclass(frozen=True)
+class Col:
+    """The value of a (merged) column."""
+
+    index: int
+
+    def __str__(self) -> str:
+        return _col(self.index)
+
+
+@dataclass(frozen=True)
+class Op:
+    """An operator or function over values, with MySQL semantics (router.values)."""
+
+    name: str  # '+', '-', '*', '/', 'DIV', '%', 'NEG', '=', '<=>', '<', ..., 'AND', 'IFNULL'...
+    args: tuple[Expr, ...]
+
+    def __str__(self) -> str:
+        if len(self.args) == 2 and not self.name.isalpha():
+            return f"({self.args[0]} {self.name} {self.args[1]})"
+        if self.name in ("AND", "OR", "XOR") and len(self.args) == 2:
+            return f"({self.args[0]} {self.name} {self.args[1]})"
+        return f"{self.name}({', '.join(str(a) for a in self.args)})"
+
+
+Expr = Param | Lit | Col | Op
+
+
+@dataclass(frozen=True)
+class Key:
+    """A value compared as MySQL compares it: by `weight` (WEIGHT_STRING() of the value,
+    under the value's collation) where that column is not NULL, else by the value itself."""
+
+    column: int
+    weight: int | None = None
+
+    def __str__(self) -> str:
+        return _col(self.column) + (f" ws {_col(self.weight)}" if self.weight is not None else "")
+
+
+@dataclass(frozen=True)
+class SortKey:
+    key: Key
+    desc: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.key}{' DESC' if self.desc else ''}"
+
+
+# Aggregate rules: how a column's values from several rows of one group become one value.
+# Columns without a rule keep the group's first row's value.
+
+
+@dataclass(frozen=True)
+class Sum:
+    """SUM of partial sums (NULLs skipped; NULL if all are)."""
+
+    def __str__(self) -> str:
+        return "SUM"
+
+
+@dataclass(frozen=True)
+class Count:
+    """Sum of partial counts (0 if there are none)."""
+
+    def __str__(self) -> str:
+        return "COUNT"
+
+
+@dataclass(frozen=True)
+class MinMax:
+    """MIN or MAX of partial minima or maxima, compared as `key` (this column and its weight)."""
+
+    key: Key
+    is_max: bool
+
+    def __str__(self) -> str:
+        return f"{'MAX' if self.is_max else 'MIN'}({self.key})"
+
+
+@dataclass(frozen=True)
+class BitAgg:
+    """BIT_AND / BIT_OR / BIT_XOR of partial results."""
+
+    op: str  # 'AND', 'OR', 'XOR'
+
+    def __str__(self) -> str:
+        return f"BIT_{self.op}"
+
+
+@dataclass(frozen=True)
+class GroupConcat:
+    """Partial GROUP_CONCAT strings joined by the separator, cut at group_concat_max_len
+    (whose value the units return in column `max_len`)."""
+
+    separator: Param | Lit
+    max_len: int
+
+    def __str__(self) -> str:
+        return f"GROUP_CONCAT(SEPARATOR {self.separator}, max_len {_col(self.max_len)})"
+
+
+@dataclass(frozen=True)
+class CountDistinct:
+    """COUNT(DISTINCT ...): the units group by the arguments too; count distinct non-NULL
+    argument tuples across the group's rows."""
+
+    keys: tuple[Key, ...]
+
+    def __str__(self) -> str:
+        return f"COUNT(DISTINCT {', '.join(str(k) for k in self.keys)})"
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A value computed from the group's merged columns once the group is complete."""
+
+    expr: Expr
+
+    def __str__(self) -> str:
+        return f"= {self.expr}"
+
+
+Rule = Sum | Count | MinMax | BitAgg | GroupConcat | CountDistinct | Computed
+
+
+@dataclass(frozen=True)
+class MergeSort:
+    """Leaf: a k-way merge of the units' rows, each unit already sorted by `keys`."""
+
+    keys: tuple[SortKey, ...]
+
+    def __str__(self) -> str:
+        return f"MergeSort({', '.join(str(k) for k in self.keys)})"
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One row per group of `group` keys, columns merged by their rules.
+
+    `scalar`: no GROUP BY, so exactly one row comes out even when no rows come in.
+    """
+
+    source: Merge
+    group: tuple[Key, ...]
+    rules: tuple[tuple[int, Rule], ...]
+    scalar: bool = False
+
+    def __str__(self) -> str:
+        group = ", ".join(str(k) for k in self.group) if self.group else "()"
+        rules = ", ".join(f"{_col(i)} {rule}" for i, rule in self.rules)
+        return _tree(f"Aggregate(group {group}; {rules})", self.source)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """HAVING evaluated on merged groups: rows where `condition` is true."""
+
+    source: Merge
+    condition: Expr
+
+    def __str__(self) -> str:
+        return _tree(f"Filter({self.condition})", self.source)
+
+
+@dataclass(frozen=True)
+class Sort:
+    """Sort all rows in the proxy (after grouping)."""
+
+    source: Merge
+    keys: tuple[SortKey, ...]
+
+    def __str__(self) -> str:
+        return _tree(f"Sort({', '.join(str(k) for k in self.keys)})", self.source)
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """The first row of each distinct value of `keys`, in input order."""
+
+    source: Merge
+    keys: tuple[Key, ...]
+
+    def __str__(self) -> str:
+        return _tree(f"Distinct({', '.join(str(k) for k in self.keys)})", self.source)
+
+
+@dataclass(frozen=True)
+class Limit:
+    source: Merge
+    offset: int | Param
+    count: int | Param
+
+    def __str__(self) -> str:
+        return _tree(f"Limit(offset {self.offset}, count {self.count})", self.source)
+
+
+@dataclass(frozen=True)
+class Project:
+    """Drop the `hidden` columns at the end of each row: the client sees the rest."""
+
+    source: Merge
+    hidden: int
+
+    def __str__(self) -> str:
+        return _tree(f"Project(hide last {self.hidden})", self.source)
+
+
+def _tree(head: str, source: object) -> str:
+    return head + "\n" + "\n".join("  " + line for line in str(source).splitlines())
+
+
+Merge = Concat | MergeSort | Aggregate | Filter | Sort | Distinct | Limit | Project
 
 
 @dataclass(frozen=True)
@@ -54,7 +299,9 @@ class QueryPlan:
 
     def __str__(self) -> str:
         kind = "write" if self.is_write else "read"
-        lines = [f"{self.route.value} {kind}, {len(self.units)} unit(s), merge: {self.merge}"]
+        head = f"{self.route.value} {kind}, {len(self.units)} unit(s), merge: "
+        merge = str(self.merge).splitlines()
+        lines = [head + merge[0], *("  " + line for line in merge[1:])]
         lines += [f"  {unit}" for unit in self.units]
         return "\n".join(lines)
 
@@ -112,4 +359,40 @@ class ShowPlan:
     database: str | None = None  # SHOW TABLES FROM db; None: the session's database
 
 
-Plan = QueryPlan | UsePlan | SetPlan | TransactionPlan | ShowPlan
+class AdminWhat(Enum):
+    BACKENDS = "backends"
+    RULES = "rules"
+    SESSIONS = "sessions"
+
+
+@dataclass(frozen=True)
+class AdminShow:
+    """SHOW SHARDPROXY BACKENDS | RULES | SESSIONS: the proxy's own state."""
+
+    what: AdminWhat
+
+
+@dataclass(frozen=True)
+class ExplainShards:
+    """EXPLAIN SHARDS <statement>: the plan of the statement, shown instead of run."""
+
+    plan: object  # a Plan; typed loosely because Plan is defined below
+
+
+@dataclass(frozen=True)
+class ReloadConfig:
+    """RELOAD SHARDPROXY CONFIG: read the config file again, as SIGHUP does."""
+
+
+ADMIN_PLANS = (AdminShow, ExplainShards, ReloadConfig)
+
+Plan = (
+    QueryPlan
+    | UsePlan
+    | SetPlan
+    | TransactionPlan
+    | ShowPlan
+    | AdminShow
+    | ExplainShards
+    | ReloadConfig
+)

@@ -14,6 +14,7 @@ from typing import cast
 
 from sqlglot import exp
 
+from router.admin import plan_admin
 from router.analyze import Session
 from router.cache import LruCache
 from router.config import Config
@@ -41,6 +42,7 @@ _DML = frozenset({"SELECT", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE", "("
 _DDL = frozenset({"CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME"})
 _TRANSACTION = frozenset({"BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 _DESCRIBE = frozenset({"DESCRIBE", "DESC", "EXPLAIN"})
+_ADMIN = frozenset({"EXPLAIN", "SHOW", "RELOAD"})
 # Statements MySQL knows that the proxy refuses by name rather than as a syntax error.
 _REFUSED = frozenset(
     {
@@ -183,6 +185,10 @@ class Router:
     ) -> Plan:
         """The plan for exactly this statement text."""
         keyword = _keyword(text)
+        if keyword in _ADMIN:
+            admin = plan_admin(text, lambda inner: self.plan(inner, session.database))
+            if admin is not None:
+                return admin
         if keyword in _DML:
             tree = _parse_dml(text)
             return plan_dml(tree, text, slots, session, inline=True).instantiate(bindings)
