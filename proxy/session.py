@@ -224,9 +224,7 @@ class Session:
         self, plan: AdminShow | ExplainShards | ReloadConfig, more: bool, binary: bool
     ) -> None:
         if not self.runtime.config.users[self.user].admin:
-            raise SpecificAccessDenied(
-                "Access denied; you need the shardproxy admin privilege for this operation"
-            )
+            raise SpecificAccessDenied("SHARDPROXY ADMIN")
         if isinstance(plan, ReloadConfig):
             await self.server.reload()
             self.channel.send(p.ok_packet(status=self.status(more)))
