@@ -208,6 +208,16 @@ class ProxyProcess:
         """Graceful stop (SIGTERM); SIGKILL if it takes longer than `timeout`."""
         self._signal_and_wait(signal.SIGTERM, timeout)
 
+    def send_signal(self, signum: signal.Signals) -> None:
+        """Deliver a signal (SIGHUP reloads the config) without waiting for anything."""
+        assert self._proc is not None and self.is_running()
+        self._proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit; its exit code."""
+        assert self._proc is not None
+        return self._proc.wait(timeout)
+
     def kill(self) -> None:
         """SIGKILL, as a crash: whatever was in flight is left for recovery."""
         self._signal_and_wait(signal.SIGKILL, 10.0)
