@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiomysql
 
@@ -24,6 +25,8 @@ CONNECT_TIMEOUT = 5.0
 READ_CHUNK = 256 * 1024
 # An idle connection older than this is pinged before use.
 PING_AFTER_IDLE = 30.0
+# A replica that refused a connection is not tried again for this long.
+DOWN_FOR = 5.0
 
 # The state every pooled connection starts in; a session's SETs are applied on top of it.
 DEFAULT_STATE: tuple[tuple[str, str], ...] = ()
@@ -266,6 +269,7 @@ class BackendPool:
         self._closed = False
         self.server_version = ""
         self.last_error: str | None = None  # why the last connect failed; None once one works
+        self.down_until = 0.0  # after a failed connect, replicas are skipped until then
 
     @property
     def size(self) -> int:
@@ -339,6 +343,7 @@ class BackendPool:
         except Exception as exc:
             self._size -= 1
             self.last_error = str(exc) or type(exc).__name__
+            self.down_until = time.monotonic() + DOWN_FOR
             raise BackendUnavailable(
                 f"Can't connect to backend '{b.name}' ({b.host}:{b.port}): {exc}"
             ) from exc
@@ -397,16 +402,56 @@ def _settle(
 
 
 class Backends:
-    """Every backend's pool, by name."""
+    """Every backend's pool, by name, and the pools of their read replicas."""
 
     def __init__(self, backends: dict[str, Backend], reuse: dict[str, BackendPool] | None = None):
         """Pools for `backends`; a pool in `reuse` whose backend settings are unchanged is kept
         (a config reload keeps its open connections)."""
         reuse = reuse or {}
         self.pools = {}
+        self.replicas: dict[str, list[BackendPool]] = {}
+        self._turns: dict[str, itertools.cycle[BackendPool]] = {}
         for name, b in backends.items():
             kept = reuse.get(name)
             self.pools[name] = kept if kept is not None and kept.backend == b else BackendPool(b)
+            if b.replicas:
+                pools = [
+                    BackendPool(
+                        replace(
+                            b,
+                            name=f"{name}@replica{i}",
+                            host=r.host,
+                            port=r.port,
+                            user=r.user,
+                            password=r.password,
+                            replicas=(),
+                        )
+                    )
+                    for i, r in enumerate(b.replicas)
+                ]
+                self.replicas[name] = pools
+                # Weighted round robin: each replica appears `weight` times per turn.
+                self._turns[name] = itertools.cycle(
+                    [
+                        pool
+                        for pool, r in zip(pools, b.replicas, strict=True)
+                        for _ in range(r.weight)
+                    ]
+                )
+        self.has_replicas = bool(self.replicas)
+
+    def read_pool(self, name: str) -> BackendPool | None:
+        """The next healthy replica of backend `name` (round robin by weight), or None."""
+        pools = self.replicas.get(name)
+        if not pools:
+            return None
+        turns = self._turns[name]
+        now = time.monotonic()
+        for _ in range(sum(r.weight for r in self.pools[name].backend.replicas)):
+            pool = next(turns)
+            if pool.down_until <= now:
+                return pool
+        return None
 
     def __getitem__(self, name: str) -> BackendPool:
         return self.pools[name]
@@ -425,3 +470,6 @@ class Backends:
     async def close(self) -> None:
         for pool in self.pools.values():
             await pool.close()
+        for pools in self.replicas.values():
+            for pool in pools:
+                await pool.close()

@@ -12,11 +12,12 @@ import logging
 import re
 import struct
 from collections.abc import Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from proxy import packets as p
 from proxy.admin import admin_show, explain_shards
-from proxy.backend import BackendConnection, OkResult, assignment_sql
+from proxy.backend import BackendConnection, BackendError, OkResult, assignment_sql
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.executor import (
     ResultReader,
@@ -37,6 +38,7 @@ from proxy.prepared import (
     prepare_ok,
     unmark,
 )
+from proxy.xa import XaError
 from router.errors import (
     BackendUnavailable,
     DbAccessDenied,
@@ -73,11 +75,14 @@ log = logging.getLogger("shardproxy.session")
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
+# Reads that must see the primary: locking reads, and the hint that forces it.
+_PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
 _ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
 _TRUE = {"1", "on", "true", "'on'", "'1'"}
 _FALSE = {"0", "off", "false", "'off'", "'0'"}
 # The pool's own connection character set; SET NAMES of it changes nothing.
 _POOL_CHARSET = "utf8mb4"
+ER_LOCK_DEADLOCK = 1213
 
 
 class Session:
@@ -100,6 +105,9 @@ class Session:
         self.in_txn = False
         self.txn_conns: dict[str, BackendConnection] = {}
         self.gtrid: str | None = None
+        # Set when the proxy rolled the open transaction back (a backend was lost): until the
+        # client ends it, statements fail and COMMIT reports the rollback instead of succeeding.
+        self.txn_aborted: str | None = None
         self.next_transaction: str | None = None  # SET TRANSACTION for the next one only
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
@@ -197,7 +205,13 @@ class Session:
             await self.run_statement(statement, more=i < last)
 
     async def run_statement(self, sql: str, more: bool = False) -> None:
-        await self.run_plan(self.runtime.router.plan(sql, self.database), more)
+        started = perf_counter()
+        plan: Plan | None = None
+        try:
+            plan = self.runtime.router.plan(sql, self.database)
+            await self.run_plan(plan, more)
+        finally:
+            self.server.metrics.statement(self, sql, plan, perf_counter() - started)
 
     async def run_plan(
         self, plan: Plan, more: bool, send: Sender = send_query, binary: bool = False
@@ -275,14 +289,20 @@ class Session:
     async def stmt_execute(self, body: bytes) -> None:
         stmt, params = parse_execute(body, self.statements)
         stmt.long_data.clear()
-        values = [param.value for param in params]
-        router = self.runtime.router
-        plan = router.plan(stmt.sql, self.database, values, keep_markers=True)
-        if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
-            await self.run_query(plan, False, make_sender(params))
-            return
-        # Answered with OK packets (or the proxy's own rows): run as text with the values.
-        await self.run_plan(router.plan(stmt.sql, self.database, values), False, binary=True)
+        started = perf_counter()
+        plan: Plan | None = None
+        try:
+            values = [param.value for param in params]
+            router = self.runtime.router
+            plan = router.plan(stmt.sql, self.database, values, keep_markers=True)
+            if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
+                await self.run_query(plan, False, make_sender(params))
+                return
+            # Answered with OK packets (or the proxy's own rows): run as text with the values.
+            plan = router.plan(stmt.sql, self.database, values)
+            await self.run_plan(plan, False, binary=True)
+        finally:
+            self.server.metrics.statement(self, stmt.sql, plan, perf_counter() - started)
 
     def stmt_long_data(self, body: bytes) -> None:
         """COM_STMT_SEND_LONG_DATA: no reply, whatever happens."""
@@ -428,10 +448,14 @@ class Session:
         """Commit (XA, one phase when one branch) or roll back, and release pinned connections."""
         conns = list(self.txn_conns.values())
         gtrid = self.gtrid
+        aborted = self.txn_aborted
         self.txn_conns = {}
         self.gtrid = None
+        self.txn_aborted = None
         self.in_txn = False
         self.next_transaction = None
+        if aborted is not None and commit:
+            raise XaError(aborted)
         if not conns or gtrid is None:
             return
         coordinator = self.runtime.coordinator
@@ -449,8 +473,9 @@ class Session:
         db = config.databases.get(self.database or "") or next(iter(config.databases.values()))
         return db.default_backend
 
-    async def connection(self, backend: str) -> tuple[BackendConnection, bool]:
-        """(connection, pooled): the pinned one inside a transaction, else one from the pool.
+    async def connection(self, backend: str, read: bool = False) -> tuple[BackendConnection, bool]:
+        """(connection, pooled): the pinned one inside a transaction, else one from the pool;
+        with `read`, from a healthy replica when the backend has some.
 
         Every branch of a transaction is an XA branch of one global id, started lazily, so a
         transaction that reaches a second backend needs no conversion."""
@@ -470,11 +495,20 @@ class Session:
                     raise
                 self.txn_conns[backend] = conn
             return conn, False
+        if read:
+            replica = self.runtime.backends.read_pool(backend)
+            if replica is not None:
+                try:
+                    return await replica.acquire(self.state), True
+                except BackendUnavailable:
+                    pass  # the replica is marked down; the primary answers
         return await self.runtime.backends[backend].acquire(self.state), True
 
     # --- running plans ------------------------------------------------------------------------
 
     async def run_query(self, plan: QueryPlan, more: bool, send: Sender = send_query) -> None:
+        if self.txn_aborted is not None and not plan.implicit_commit:
+            raise XaError(self.txn_aborted + "; end it with ROLLBACK")
         if plan.implicit_commit:
             await self.end_transaction(commit=True)
         elif not self.autocommit and not self.in_txn:
@@ -487,8 +521,14 @@ class Session:
     async def _run_autocommit(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units
         names = self.runtime.names
+        read = (
+            self.runtime.backends.has_replicas
+            and not plan.is_write
+            and not plan.implicit_commit
+            and replica_may_answer(units[0].sql)
+        )
         if len(units) == 1:
-            conn, _ = await self.connection(units[0].backend)
+            conn, _ = await self.connection(units[0].backend, read)
             try:
                 await relay_single(conn, units[0], self.channel, names, self.status(more), send)
                 if _ASSIGNS.search(units[0].sql):
@@ -519,7 +559,7 @@ class Session:
         acquired: list[BackendConnection] = []
         try:
             for unit in units:
-                conn, _ = await self.connection(unit.backend)
+                conn, _ = await self.connection(unit.backend, read)
                 acquired.append(conn)
             await concat_reads(acquired, units, self.channel, names, self.status(more), send)
         finally:
@@ -573,8 +613,17 @@ class Session:
                 send_ok(self.channel, _one_copy(plan, ok), status)
             else:
                 await self._sequential_reads(conns, plan, status, send)
-        except BackendUnavailable:
+        except BackendUnavailable as exc:
+            # Its branch there is gone: roll back everywhere now, so no other branch keeps
+            # locks, and make the client's COMMIT fail rather than commit the rest.
             await self.end_transaction(commit=False)
+            self.in_txn = True
+            self.txn_aborted = f"Transaction rolled back: {exc.message}"
+            raise BackendUnavailable(f"{exc.message}; the transaction was rolled back") from exc
+        except BackendError as exc:
+            if exc.code == ER_LOCK_DEADLOCK:
+                # InnoDB rolled back this branch; MySQL ends the whole transaction, so do we.
+                await self.end_transaction(commit=False)
             raise
 
     async def _capture_user_variables(self, conn: BackendConnection, sql: str) -> None:
@@ -632,6 +681,12 @@ def _group_by_backend(units: Sequence) -> dict[str, list]:
     for unit in units:
         groups.setdefault(unit.backend, []).append(unit)
     return groups
+
+
+def replica_may_answer(sql: str) -> bool:
+    """Whether a read may go to a replica: not a locking read, not forced to the primary."""
+    upper = sql.upper()
+    return not any(word in upper for word in _PRIMARY_ONLY)
 
 
 def _one_copy(plan: QueryPlan, ok: OkResult) -> OkResult:

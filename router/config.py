@@ -37,6 +37,24 @@ class Transactions:
 
 
 @dataclass(frozen=True)
+class HttpEndpoint:
+    """The HTTP listener for /health, /ready and /metrics, on a port of its own."""
+
+    host: str = "127.0.0.1"
+    port: int = 9090
+
+
+@dataclass(frozen=True)
+class Logging:
+    """How the proxy logs: one line per event, as text or JSON."""
+
+    format: str = "text"  # "text" or "json"
+    level: str = "info"  # debug, info, warning, error
+    # Statements slower than this are logged with their plan; None: never.
+    slow_query_ms: int | None = 1000
+
+
+@dataclass(frozen=True)
 class User:
     name: str
     password: str = field(repr=False)
@@ -52,6 +70,17 @@ class PoolSize:
 
 
 @dataclass(frozen=True)
+class Replica:
+    """A read replica of a backend: same physical database, its own server."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    weight: int = 1  # share of reads, relative to the backend's other replicas
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str
     host: str
@@ -60,6 +89,8 @@ class Backend:
     password: str = field(repr=False)
     database: str = ""  # the physical database every connection of this backend uses
     pool: PoolSize = field(default_factory=PoolSize)
+    # Reads outside transactions may go to these; writes never do.
+    replicas: tuple[Replica, ...] = ()
 
 
 class TableKind(Enum):
@@ -119,6 +150,8 @@ class Config:
     databases: dict[str, Database]  # keyed by logical name exactly as written
     source: str = "<memory>"  # file the config was loaded from
     transactions: Transactions = field(default_factory=Transactions)
+    http: HttpEndpoint | None = None  # None: no HTTP endpoints
+    logging: Logging = field(default_factory=Logging)
 
     def database(self, name: str) -> Database | None:
         return self.databases.get(name)

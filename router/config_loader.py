@@ -25,8 +25,11 @@ from router.config import (
     Config,
     Database,
     DataNode,
+    HttpEndpoint,
     Listener,
+    Logging,
     PoolSize,
+    Replica,
     Table,
     TableKind,
     Transactions,
@@ -34,11 +37,16 @@ from router.config import (
 )
 from router.errors import ConfigError
 
-_TOP_KEYS = ("listen", "users", "backends", "databases", "transactions")
+_TOP_KEYS = ("listen", "users", "backends", "databases", "transactions", "http", "logging")
+_HTTP_KEYS = ("host", "port")
+_LOGGING_KEYS = ("format", "level", "slow_query_ms")
+_LOG_FORMATS = ("text", "json")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
 _TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id")
 _LISTEN_KEYS = ("host", "port", "shutdown_grace")
 _USER_KEYS = ("name", "password", "databases", "admin")
-_BACKEND_KEYS = ("host", "port", "user", "password", "database", "pool")
+_BACKEND_KEYS = ("host", "port", "user", "password", "database", "pool", "replicas")
+_REPLICA_KEYS = ("host", "port", "user", "password", "weight")
 _POOL_KEYS = ("min", "max")
 _DATABASE_KEYS = ("default_backend", "tables", "binding")
 _SHARDED_KEYS = ("shard_key", "algorithm", "backends", "tables_per_backend", "nodes")
@@ -341,7 +349,61 @@ class _Loader:
             if "transactions" in entries
             else Transactions()
         )
-        return Config(listen, users, backends, databases, self.source, transactions)
+        http = self.http(entries["http"][1]) if "http" in entries else None
+        logging = self.logging(entries["logging"][1]) if "logging" in entries else Logging()
+        return Config(
+            listen,
+            users,
+            backends,
+            databases,
+            self.source,
+            transactions,
+            http=http,
+            logging=logging,
+        )
+
+    def http(self, node: Node) -> HttpEndpoint | None:
+        entries = self.mapping(node, "http")
+        if entries is None:
+            return None
+        self.check_keys(entries, node, "http", _HTTP_KEYS)
+        default = HttpEndpoint()
+        host, port = default.host, default.port
+        if "host" in entries:
+            host = self.string(entries["host"][1], "http.host") or host  # reported if None
+        if "port" in entries:
+            port = self.integer(entries["port"][1], "http.port", 1, 65535) or port
+        return HttpEndpoint(host, port)
+
+    def logging(self, node: Node) -> Logging:
+        entries = self.mapping(node, "logging")
+        if entries is None:
+            return Logging()
+        self.check_keys(entries, node, "logging", _LOGGING_KEYS)
+        default = Logging()
+        values = {"format": default.format, "level": default.level}
+        for key, allowed in (("format", _LOG_FORMATS), ("level", _LOG_LEVELS)):
+            if key not in entries:
+                continue
+            value_node = entries[key][1]
+            value = self.string(value_node, f"logging.{key}")
+            if value is None:
+                continue
+            if value.lower() not in allowed:
+                self.error(
+                    value_node, f"logging.{key}", f"{value!r}: expected one of {', '.join(allowed)}"
+                )
+                continue
+            values[key] = value.lower()
+        slow = default.slow_query_ms
+        if "slow_query_ms" in entries:
+            slow_node = entries["slow_query_ms"][1]
+            slow = (
+                None
+                if _is_null(slow_node)
+                else self.integer(slow_node, "logging.slow_query_ms", 0) or 0
+            )
+        return Logging(values["format"], values["level"], slow)
 
     def transactions(self, node: Node, backends: dict[str, Backend]) -> Transactions:
         entries = self.mapping(node, "transactions")
@@ -475,9 +537,50 @@ class _Loader:
         pool = self.pool(entries["pool"][1], f"{path}.pool") if "pool" in entries else PoolSize()
         if host is None or user is None or database is None or password is None:
             return None
+        replicas = (
+            self.replicas(entries["replicas"][1], f"{path}.replicas", user, password)
+            if "replicas" in entries
+            else ()
+        )
         if port is None or pool is None:
             return None
-        return Backend(name, host, port, user, password, database, pool)
+        return Backend(name, host, port, user, password, database, pool, replicas)
+
+    def replicas(self, node: Node, path: str, user: str, password: str) -> tuple[Replica, ...]:
+        """A backend's read replicas; user and password default to the backend's."""
+        items = self.sequence(node, path)
+        replicas = []
+        for i, item in enumerate(items or []):
+            item_path = f"{path}[{i}]"
+            entries = self.mapping(item, item_path)
+            if entries is None:
+                continue
+            self.check_keys(entries, item, item_path, _REPLICA_KEYS, ("host", "port"))
+            host = (
+                self.string(entries["host"][1], f"{item_path}.host") if "host" in entries else None
+            )
+            port = (
+                self.integer(entries["port"][1], f"{item_path}.port", 1, 65535)
+                if "port" in entries
+                else None
+            )
+            r_user = (
+                self.string(entries["user"][1], f"{item_path}.user") if "user" in entries else user
+            )
+            r_password = (
+                self.string(entries["password"][1], f"{item_path}.password")
+                if "password" in entries
+                else password
+            )
+            weight = (
+                self.integer(entries["weight"][1], f"{item_path}.weight", 1)
+                if "weight" in entries
+                else 1
+            )
+            if None in (host, port, r_user, r_password, weight):
+                continue
+            replicas.append(Replica(host, port, r_user, r_password, weight))  # type: ignore[arg-type]
+        return tuple(replicas)
 
     def pool(self, node: Node, path: str) -> PoolSize | None:
         entries = self.mapping(node, path)
