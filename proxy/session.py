@@ -113,6 +113,7 @@ class Session:
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
         self.statements: dict[int, ClientStatement] = {}
         self.busy = False  # running a command (graceful shutdown waits for it)
+        self.statement = ""  # the client's text of the statement running (hints live there)
         self._statement_ids = itertools.count(1)
 
     @property
@@ -205,6 +206,7 @@ class Session:
             await self.run_statement(statement, more=i < last)
 
     async def run_statement(self, sql: str, more: bool = False) -> None:
+        self.statement = sql
         started = perf_counter()
         plan: Plan | None = None
         try:
@@ -289,6 +291,7 @@ class Session:
     async def stmt_execute(self, body: bytes) -> None:
         stmt, params = parse_execute(body, self.statements)
         stmt.long_data.clear()
+        self.statement = stmt.sql
         started = perf_counter()
         plan: Plan | None = None
         try:
@@ -525,7 +528,7 @@ class Session:
             self.runtime.backends.has_replicas
             and not plan.is_write
             and not plan.implicit_commit
-            and replica_may_answer(units[0].sql)
+            and replica_may_answer(self.statement)
         )
         if len(units) == 1:
             conn, _ = await self.connection(units[0].backend, read)
