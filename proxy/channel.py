@@ -34,6 +34,8 @@ class ClientChannel:
         self._out = bytearray()
         self._in = bytearray()
         self._pos = 0
+        # MySQL error code -> ERR packets sent (the server's metrics); None: not counted.
+        self.error_counts: dict[int, int] | None = None
 
     async def _fill(self, need: int) -> None:
         """Read until `need` unread bytes are buffered (one await per segment, not per field)."""
@@ -98,6 +100,9 @@ class ClientChannel:
         self.seq += 1
 
     def send_error(self, code: int, sqlstate: str, message: str) -> None:
+        counts = self.error_counts
+        if counts is not None:
+            counts[code] = counts.get(code, 0) + 1
         self.send(p.err_packet(code, sqlstate, message))
 
     async def flush(self) -> None:

@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from proxy.logs import configure as configure_logging
 from router.config import Config
 from router.config_loader import describe, load_config
 from router.errors import ConfigError, ProxyError
@@ -25,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the proxy")
     serve.add_argument("--config", required=True, help="YAML config file")
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        type=str.lower,
+        help="overrides the config's logging.level",
+    )
     check = sub.add_parser("check-config", help="validate a config file and print what it means")
     check.add_argument("file")
     args = parser.parse_args(argv)
@@ -43,15 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(config))
         return 0
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    configure_logging(config.logging, args.log_level)
     try:
         import uvloop
     except ImportError:

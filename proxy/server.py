@@ -23,6 +23,8 @@ from mysql_mimic.types import Capabilities, ServerStatus
 from proxy import packets as p
 from proxy.backend import Backends
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
+from proxy.http import HttpEndpoints
+from proxy.metrics import Metrics
 from proxy.names import NameMap
 from proxy.session import Session
 from proxy.xa import Coordinator
@@ -63,8 +65,17 @@ class Server:
         self.sessions: dict[int, Session] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.draining = False  # shutting down: sessions end after their transaction
+        self.metrics = Metrics()  # outlives reloads; so does the HTTP port (a restart moves it)
+        self.http = HttpEndpoints(self, config.http) if config.http is not None else None
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new clients are being accepted (not yet listening, or draining: no)."""
+        return self._server is not None and self._server.is_serving() and not self.draining
 
     async def start(self) -> None:
+        if self.http is not None:
+            await self.http.start()  # first: /health answers while the rest starts
         version = await self.runtime.backends.server_version()
         self.server_version = version + VERSION_SUFFIX
         await self._recover_once()
@@ -129,6 +140,8 @@ class Server:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self.http is not None:
+            await self.http.close()
         if self._recovery is not None:
             self._recovery.cancel()
         await self.runtime.backends.close()
@@ -153,6 +166,7 @@ class Server:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         channel = ClientChannel(reader, writer)
+        channel.error_counts = self.metrics.errors
         connection_id = next(self._ids)
         try:
             session = await asyncio.wait_for(
