@@ -156,6 +156,10 @@ class Server:
         except ProxyError as exc:
             log.warning("XA recovery pass failed: %s", exc.message)
             return
+        except Exception:
+            # The loop must outlive any surprise: it is what finishes crashed transactions.
+            log.exception("XA recovery pass failed")
+            return
         if resolved:
             log.info("XA recovery resolved %d branch(es)", resolved)
 

@@ -7,8 +7,12 @@ and nobody can decide differently afterwards.
 
 Global ids are `sp-<log>-<instance>-<ms>-<seq>`: <log> names the decision log (a hash of its
 server and database), so an instance only ever recovers transactions whose decisions live in the
-log it reads; <instance> makes ids unique across instances; <ms>, the start time, tells recovery
-the age of a prepared branch from its id alone.
+log it reads; <instance> makes ids unique across instances; <ms>, the start time, is shown by the
+admin listing. Recovery never compares clocks across machines: it rolls back a prepared branch
+without a decision once it has itself seen that branch prepared for `abort_after` seconds, and a
+coordinator only decides COMMIT within `abort_after / 2` of starting to prepare.
+
+docs/transactions.md describes the protocol, the failpoints and the guarantees.
 """
 
 from __future__ import annotations
@@ -36,18 +40,33 @@ LOG_TABLE = "shardproxy_xa_log"
 COMMIT = "COMMIT"
 ABORT = "ABORT"
 ER_DUP_ENTRY = 1062
+ER_XAER_NOTA = 1397
+# Bounds every wait on the decision log and on recovery's statements.
+LOG_TIMEOUT = 10.0
 _GTRID = re.compile(r"sp-([0-9a-f]+)-([0-9A-Za-z]+)-(\d+)-(\d+)")
 # The decision log has connections of its own, so a commit never waits for a session's.
 LOG_POOL_SIZE = 4
 
-# Failpoints for crash tests: SHARDPROXY_CRASH_AT=after_prepare|after_decision makes the process
-# SIGKILL itself at that point of the next distributed commit, as a real crash would.
+# An ABORT row must outlive any COMMIT insert still in flight for its id (see DecisionLog.purge).
+KEEP_ABORT_SECONDS = 3600
+
+# Failpoints for crash tests, at the points of a two-phase commit named in FAILPOINTS:
+# SHARDPROXY_CRASH_AT=<point> makes the process SIGKILL itself there, as a real crash would;
+# SHARDPROXY_DELAY_AT=<point>:<seconds> pauses the commit there (other sessions keep running).
 CRASH_ENV = "SHARDPROXY_CRASH_AT"
+DELAY_ENV = "SHARDPROXY_DELAY_AT"
+FAILPOINTS = ("after_prepare", "before_decision", "after_decision")
 
 
-def _failpoint(name: str) -> None:
+async def _failpoint(name: str) -> None:
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    delay = os.environ.get(DELAY_ENV)
+    if delay:
+        point, _, seconds = delay.partition(":")
+        if point == name:
+            log.warning("failpoint %s: pausing %s s", name, seconds or "1")
+            await asyncio.sleep(float(seconds or 1))
 
 
 class XaError(ProxyError):
@@ -116,19 +135,26 @@ class DecisionLog:
     async def decide(
         self, gtrid: str, decision: str, instance: str, backends: Iterable[str]
     ) -> str:
-        """Record `decision` unless one exists; return the decision that stands."""
+        """Record `decision` unless one exists; return the decision that stands.
+
+        Raises BackendError when the insert was refused (nothing recorded) and another
+        ProxyError when the log was lost: then the insert may or may not have landed."""
         names = ",".join(sorted(backends))
-        try:
-            await self._execute(
-                f"INSERT INTO {LOG_TABLE} (gtrid, decision, instance, backends) "
-                f"VALUES ('{gtrid}', '{decision}', '{instance}', '{names}')"
-            )
-            return decision
-        except BackendError as exc:
-            if exc.code != ER_DUP_ENTRY:
-                raise
-        existing = await self.lookup([gtrid])
-        return existing[gtrid]
+        for _ in range(3):
+            try:
+                await self._execute(
+                    f"INSERT INTO {LOG_TABLE} (gtrid, decision, instance, backends) "
+                    f"VALUES ('{gtrid}', '{decision}', '{instance}', '{names}')"
+                )
+                return decision
+            except BackendError as exc:
+                if exc.code != ER_DUP_ENTRY:
+                    raise
+            existing = (await self.lookup([gtrid])).get(gtrid)
+            if existing is not None:
+                return existing
+            # Purged between our insert and our read: insert again.
+        raise BackendError(f"XA decision for {gtrid} keeps changing", 1105, "HY000")
 
     async def lookup(self, gtrids: Sequence[str]) -> dict[str, str]:
         if not gtrids:
@@ -142,13 +168,27 @@ class DecisionLog:
     async def forget(self, gtrid: str) -> None:
         await self._execute(f"DELETE FROM {LOG_TABLE} WHERE gtrid = '{gtrid}'")
 
-    async def purge(self, abort_after: float, pending_sql: str) -> None:
-        """Drop COMMIT rows with no prepared branch left, and ABORT rows long past the point
-        where any coordinator could still try to commit them (see Coordinator.commit)."""
+    async def now(self) -> str:
+        """The log server's clock, the one `decided_at` is written with."""
+        ((value,),) = await self._query("SELECT NOW(6)")
+        return str(value)
+
+    async def purge(self, before: str, keep_commit: float, pending: Iterable[str]) -> None:
+        """Drop decisions no prepared branch needs any more.
+
+        `before` is the log server's time when the caller started listing prepared branches
+        (XA RECOVER on every server) and `pending` what it found. A COMMIT decided before that
+        time whose id is not pending has no prepared branch left: its branches were all prepared
+        before the decision, so XA RECOVER would have listed any that was not committed yet.
+        An ABORT row is kept much longer: a coordinator's COMMIT insert for the same id might
+        still be in flight (stuck in a network buffer) and must find it."""
+        pending_sql = ",".join(f"'{g}'" for g in sorted(set(pending))) or "''"
+        keep_abort = max(KEEP_ABORT_SECONDS, int(keep_commit * 10))
         await self._execute(
             f"DELETE FROM {LOG_TABLE} WHERE gtrid NOT IN ({pending_sql}) AND ("
-            f"(decision = '{COMMIT}' AND decided_at < NOW(6) - INTERVAL {int(abort_after)} SECOND)"
-            f" OR decided_at < NOW(6) - INTERVAL {int(abort_after * 10)} SECOND)"
+            f"(decision = '{COMMIT}' AND decided_at < TIMESTAMP'{before}' "
+            f"- INTERVAL {int(keep_commit)} SECOND)"
+            f" OR decided_at < TIMESTAMP'{before}' - INTERVAL {keep_abort} SECOND)"
         )
 
     async def close(self) -> None:
@@ -158,8 +198,13 @@ class DecisionLog:
         conn = await self.pool.acquire()
         ok = False
         try:
-            await conn.execute(sql)
+            await asyncio.wait_for(conn.execute(sql), LOG_TIMEOUT)
             ok = True
+        except TimeoutError:
+            conn.broken = True
+            raise BackendUnavailable(
+                f"XA decision log on '{conn.backend}' did not answer within {LOG_TIMEOUT:.0f} s"
+            ) from None
         finally:
             conn.pool.release(conn, ok or not conn.broken)
 
@@ -167,9 +212,14 @@ class DecisionLog:
         conn = await self.pool.acquire()
         ok = False
         try:
-            rows = await conn.query(sql)
+            rows = await asyncio.wait_for(conn.query(sql), LOG_TIMEOUT)
             ok = True
             return rows
+        except TimeoutError:
+            conn.broken = True
+            raise BackendUnavailable(
+                f"XA decision log on '{conn.backend}' did not answer within {LOG_TIMEOUT:.0f} s"
+            ) from None
         finally:
             conn.pool.release(conn, ok or not conn.broken)
 
@@ -182,7 +232,7 @@ class InDoubt:
     gtrid: str
     bqual: str
     decision: str | None
-    age_seconds: float | None
+    age_seconds: float | None  # since the transaction started, by the id's timestamp
 
 
 class Coordinator:
@@ -200,6 +250,9 @@ class Coordinator:
         self.xids = XidSource(log_id(log_backend), instance)
         self.instance = instance
         self.abort_after = abort_after
+        # gtrid -> when this instance's recovery first saw it prepared without a decision
+        # (monotonic clock). Only ever delays an abort: losing it on restart is harmless.
+        self._first_seen: dict[str, float] = {}
         self.stats: dict[str, int] = {
             "commits": 0,
             "one_phase_commits": 0,
@@ -214,36 +267,37 @@ class Coordinator:
         await conn.execute(f"XA START {xid_sql(gtrid, conn.backend)}")
 
     async def commit(self, gtrid: str, branches: Sequence[BackendConnection]) -> None:
-        """Commit every branch or none. Raises XaError (all rolled back) or XaOutcomeUnknown."""
+        """Commit every branch or none.
+
+        Raises XaError when every branch was rolled back, XaOutcomeUnknown when the outcome
+        can't be known here (a lost connection during a one-phase commit, a lost decision log);
+        after XaOutcomeUnknown recovery finishes the branches one way, consistently."""
         if len(branches) == 1:
-            conn = branches[0]
-            xid = xid_sql(gtrid, conn.backend)
-            try:
-                await conn.execute(f"XA END {xid}; XA COMMIT {xid} ONE PHASE")
-            except ProxyError as exc:
-                await self._rollback_branches(gtrid, branches)
-                raise XaError(f"Transaction rolled back: {exc.message}") from exc
-            self.stats["one_phase_commits"] += 1
+            await self._commit_one_phase(gtrid, branches[0])
             return
+        started = time.monotonic()
         results = await asyncio.gather(
             *(self._prepare(gtrid, c) for c in branches), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
-            await self._rollback_branches(gtrid, branches)
+            # A branch whose connection was lost may have prepared anyway: an ABORT decision
+            # lets recovery roll it back at its next pass instead of after abort_after.
+            lost = any(not isinstance(f, BackendError) for f in failures)
+            await self._abort(gtrid, branches, record=lost)
             raise XaError(f"Transaction rolled back: a branch failed to prepare: {failures[0]}")
-        _failpoint("after_prepare")
-        age = gtrid_age_seconds(gtrid, time.time())
-        if age is not None and age > self.abort_after / 2:
-            # Recovery may abort branches this old: let it, rather than race it.
-            await self._rollback_branches(gtrid, branches)
-            raise XaError("Transaction rolled back: it stayed open longer than the XA timeout")
+        await _failpoint("after_prepare")
+        if time.monotonic() - started > self.abort_after / 2:
+            # Recovery may abort branches prepared this long: let it, rather than race it.
+            await self._abort(gtrid, branches, record=True)
+            raise XaError("Transaction rolled back: preparing it took longer than the XA timeout")
+        await _failpoint("before_decision")
         try:
             decision = await self.log.decide(
                 gtrid, COMMIT, self.instance, (c.backend for c in branches)
             )
         except BackendError as exc:
-            await self._rollback_branches(gtrid, branches)
+            await self._abort(gtrid, branches, record=False)
             raise XaError(f"Transaction rolled back: the decision log refused: {exc}") from exc
         except ProxyError as exc:
             # The insert may or may not have landed: leave the branches prepared for recovery,
@@ -251,18 +305,20 @@ class Coordinator:
             for conn in branches:
                 conn.broken = True
             raise XaOutcomeUnknown(
-                f"Lost the XA decision log during commit; recovery will complete {gtrid}"
+                f"Lost the XA decision log during COMMIT; the transaction may or may not have "
+                f"committed, recovery will complete {gtrid}"
             ) from exc
         if decision != COMMIT:
-            await self._rollback_branches(gtrid, branches)
+            await self._abort(gtrid, branches, record=False)
             raise XaError("Transaction rolled back by recovery before it could commit")
-        _failpoint("after_decision")
+        await _failpoint("after_decision")
         results = await asyncio.gather(
             *(c.execute(f"XA COMMIT {xid_sql(gtrid, c.backend)}") for c in branches),
             return_exceptions=True,
         )
         self.stats["commits"] += 1
         if any(isinstance(r, BaseException) for r in results):
+            # Committed all the same: the decision is durable and recovery applies it.
             for conn, result in zip(branches, results, strict=True):
                 if isinstance(result, BaseException):
                     conn.broken = True
@@ -273,32 +329,63 @@ class Coordinator:
         except ProxyError:
             log.info("XA %s: committed; its log row stays until recovery removes it", gtrid)
 
+    async def _commit_one_phase(self, gtrid: str, conn: BackendConnection) -> None:
+        xid = xid_sql(gtrid, conn.backend)
+        try:
+            await conn.execute(f"XA END {xid}; XA COMMIT {xid} ONE PHASE")
+        except BackendError as exc:
+            # The backend refused (e.g. the branch was rolled back by a deadlock).
+            await self._abort(gtrid, [conn], record=False)
+            raise XaError(f"Transaction rolled back: {exc.message}") from exc
+        except ProxyError as exc:
+            # Lost before the answer: the backend may have committed. An unprepared branch
+            # can't be recovered, so the server either committed it or rolls it back itself.
+            conn.broken = True
+            raise XaOutcomeUnknown(
+                f"Lost connection to backend '{conn.backend}' during COMMIT; the transaction "
+                "may or may not have committed"
+            ) from exc
+        self.stats["one_phase_commits"] += 1
+
     async def _prepare(self, gtrid: str, conn: BackendConnection) -> None:
         xid = xid_sql(gtrid, conn.backend)
         await conn.execute(f"XA END {xid}; XA PREPARE {xid}")
 
     async def rollback(self, gtrid: str, branches: Sequence[BackendConnection]) -> None:
-        await self._rollback_branches(gtrid, branches)
+        await self._abort(gtrid, branches, record=False)
 
-    async def _rollback_branches(self, gtrid: str, branches: Sequence[BackendConnection]) -> None:
+    async def _abort(self, gtrid: str, branches: Sequence[BackendConnection], record: bool) -> None:
+        """Roll every branch back; with `record` (or when a rollback fails) also record ABORT,
+        so recovery rolls back at once whatever stays prepared where we could not reach."""
         self.stats["rollbacks"] += 1
 
-        async def one(conn: BackendConnection) -> None:
+        async def one(conn: BackendConnection) -> bool:
             if conn.broken:
-                return
+                return False
             xid = xid_sql(gtrid, conn.backend)
-            # The branch may be ACTIVE, IDLE or PREPARED; END fails harmlessly when not ACTIVE.
+            # The branch may be ACTIVE, IDLE, PREPARED or ROLLBACK ONLY; END fails harmlessly
+            # when it is not ACTIVE.
             with contextlib.suppress(BackendError):
                 await conn.execute(f"XA END {xid}")
             try:
                 await conn.execute(f"XA ROLLBACK {xid}")
             except BackendError as exc:
+                if exc.code == ER_XAER_NOTA:
+                    return True  # never got anywhere (or a deadlock already rolled it back)
                 log.warning("XA %s: rollback on %s failed: %s", gtrid, conn.backend, exc)
                 conn.broken = True
-            except BackendUnavailable:
+                return False
+            except ProxyError:
                 conn.broken = True
+                return False
+            return True
 
-        await asyncio.gather(*(one(c) for c in branches))
+        done = await asyncio.gather(*(one(c) for c in branches))
+        if (record or not all(done)) and len(branches) > 1:
+            try:
+                await self.log.decide(gtrid, ABORT, self.instance, (c.backend for c in branches))
+            except ProxyError as exc:
+                log.info("XA %s: could not record ABORT (%s); recovery will", gtrid, exc)
 
     # --- recovery -------------------------------------------------------------------------
 
@@ -307,7 +394,8 @@ class Coordinator:
         with its decision; and whether every server answered.
 
         XA RECOVER lists a whole server's branches, so each server is asked once even when
-        several backends (databases) live on it."""
+        several backends (databases) live on it. It also lists branches still attached to a
+        live coordinator's connection (which no other connection can finish)."""
         found: list[tuple[str, str, str]] = []
         complete = True
         servers: dict[tuple[str, int], str] = {}
@@ -316,13 +404,13 @@ class Coordinator:
         for name in servers.values():
             pool = self.backends[name]
             try:
-                conn = await pool.acquire()
-            except ProxyError:
+                conn = await asyncio.wait_for(pool.acquire(), LOG_TIMEOUT)
+            except (ProxyError, TimeoutError):
                 complete = False
                 continue
             try:
-                rows = await conn.query("XA RECOVER")
-            except ProxyError:
+                rows = await asyncio.wait_for(conn.query("XA RECOVER"), LOG_TIMEOUT)
+            except (ProxyError, TimeoutError):
                 pool.release(conn, False)
                 complete = False
                 continue
@@ -343,36 +431,56 @@ class Coordinator:
         return branches, complete
 
     async def recover(self) -> int:
-        """Finish what crashed coordinators left prepared; returns branches resolved."""
-        resolved = 0
+        """Finish what crashed or stalled coordinators left prepared; returns branches resolved.
+
+        COMMIT and ABORT decisions are applied at once. A branch without a decision is left
+        alone until this instance has seen it prepared for `abort_after` seconds (its
+        coordinator may still be deciding); then ABORT is recorded, unless a COMMIT got there
+        first, and applied."""
+        started = await self.log.now()
         branches, complete = await self.in_doubt()
+        now = time.monotonic()
+        seen = {b.gtrid for b in branches}
+        if complete:
+            self._first_seen = {g: t for g, t in self._first_seen.items() if g in seen}
+        decisions: dict[str, str] = {}
+        resolved = 0
         for branch in branches:
-            decision = branch.decision
+            decision = decisions.get(branch.gtrid, branch.decision)
             if decision is None:
-                if branch.age_seconds is None or branch.age_seconds < self.abort_after:
+                first = self._first_seen.setdefault(branch.gtrid, now)
+                if now - first < self.abort_after:
                     continue  # possibly still being committed by a live coordinator
                 decision = await self.log.decide(branch.gtrid, ABORT, self.instance, [])
-            verb = "COMMIT" if decision == COMMIT else "ROLLBACK"
-            pool = self.backends[branch.backend]
-            conn = await pool.acquire()
-            try:
-                await conn.execute(f"XA {verb} {xid_sql(branch.gtrid, branch.bqual)}")
-            except BackendError as exc:
-                # XAER_NOTA: another instance finished it first.
-                log.info("recovery: XA %s %s on %s: %s", verb, branch.gtrid, branch.backend, exc)
-                pool.release(conn)
-                continue
-            except ProxyError:
-                pool.release(conn, False)
-                continue
-            pool.release(conn)
-            resolved += 1
-            key = "recovered_commits" if verb == "COMMIT" else "recovered_rollbacks"
-            self.stats[key] += 1
-            log.warning("recovery: XA %s %s on %s", verb, branch.gtrid, branch.backend)
+                decisions[branch.gtrid] = decision
+            if await self._finish(branch, decision):
+                resolved += 1
         if complete:
-            # Decisions no prepared branch needs any more. A COMMIT row must outlive every
-            # branch of its transaction, so this only runs when every backend answered.
-            pending = ",".join(f"'{g}'" for g in {b.gtrid for b in branches}) or "''"
-            await self.log.purge(self.abort_after, pending)
+            await self.log.purge(started, self.abort_after, seen)
         return resolved
+
+    async def _finish(self, branch: InDoubt, decision: str) -> bool:
+        """Apply `decision` to one recovered branch; False if someone else has it."""
+        verb = "COMMIT" if decision == COMMIT else "ROLLBACK"
+        pool = self.backends[branch.backend]
+        try:
+            conn = await asyncio.wait_for(pool.acquire(), LOG_TIMEOUT)
+        except (ProxyError, TimeoutError):
+            return False
+        try:
+            await asyncio.wait_for(
+                conn.execute(f"XA {verb} {xid_sql(branch.gtrid, branch.bqual)}"), LOG_TIMEOUT
+            )
+        except BackendError as exc:
+            # XAER_NOTA: finished already, or still attached to its coordinator's connection.
+            log.info("recovery: XA %s %s on %s: %s", verb, branch.gtrid, branch.backend, exc)
+            pool.release(conn)
+            return False
+        except (ProxyError, TimeoutError):
+            pool.release(conn, False)
+            return False
+        pool.release(conn)
+        key = "recovered_commits" if verb == "COMMIT" else "recovered_rollbacks"
+        self.stats[key] += 1
+        log.warning("recovery: XA %s %s on %s", verb, branch.gtrid, branch.backend)
+        return True
