@@ -22,6 +22,7 @@ from mysql_mimic.types import Capabilities, ServerStatus
 
 from proxy import packets as p
 from proxy.backend import Backends
+from proxy.catalog import Catalog
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.http import HttpEndpoints
 from proxy.metrics import Metrics
@@ -50,6 +51,7 @@ class Runtime:
     names: NameMap
     backends: Backends
     coordinator: Coordinator
+    catalog: Catalog
 
 
 class Server:
@@ -79,6 +81,7 @@ class Server:
         version = await self.runtime.backends.server_version()
         self.server_version = version + VERSION_SUFFIX
         await self._recover_once()
+        await self._sync_catalog()
         self._recovery = asyncio.ensure_future(self._recovery_loop())
         listen = self.runtime.config.listen
         self._server = await asyncio.start_server(self._client, listen.host, listen.port)
@@ -118,6 +121,15 @@ class Server:
             if self.runtime.backends.pools.get(name) is not pool:
                 await pool.close()
         log.info("config reloaded from %s", self.config_path)
+
+    def kill_session(self, connection_id: int) -> None:
+        """End a session as KILL does: its transaction is rolled back, its client closed."""
+        task = self._tasks.get(connection_id)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        session = self.sessions.get(connection_id)
+        if session is not None:
+            session.channel.close()
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; let running statements and transactions finish within `grace`
@@ -162,6 +174,13 @@ class Server:
             return
         if resolved:
             log.info("XA recovery resolved %d branch(es)", resolved)
+
+    async def _sync_catalog(self) -> None:
+        """Bring the metadata catalog in step; metadata queries retry later if this fails."""
+        try:
+            await self.runtime.catalog.sync()
+        except ProxyError as exc:
+            log.warning("%s", exc.message)
 
     async def _recovery_loop(self) -> None:
         while True:
@@ -278,7 +297,9 @@ def _build_runtime(config: Config, previous: Runtime | None, instance: str) -> R
     else:
         coordinator.backends = backends
         coordinator.abort_after = txn.abort_after
-    return Runtime(config, Router(config), NameMap.from_config(config), backends, coordinator)
+    names = NameMap.from_config(config)
+    catalog = Catalog(config, backends, names)
+    return Runtime(config, Router(config), names, backends, coordinator, catalog)
 
 
 def rows_that_would_move(old: Config, new: Config) -> list[str]:

@@ -7,6 +7,8 @@ list; inside a transaction the session keeps its own pinned connection per backe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import re
@@ -54,6 +56,7 @@ from router.plan import (
     ADMIN_PLANS,
     AdminShow,
     ExplainShards,
+    KillPlan,
     Plan,
     QueryPlan,
     ReloadConfig,
@@ -114,6 +117,7 @@ class Session:
         self.statements: dict[int, ClientStatement] = {}
         self.busy = False  # running a command (graceful shutdown waits for it)
         self.statement = ""  # the client's text of the statement running (hints live there)
+        self.active: list[BackendConnection] = []  # pooled connections of the running command
         self._statement_ids = itertools.count(1)
 
     @property
@@ -140,8 +144,15 @@ class Session:
                 self.busy = True
                 try:
                     await self.dispatch(packet[0], packet[1:])
+                except asyncio.CancelledError:
+                    # Killed or shut down mid-statement: connections with half-read replies
+                    # are closed, so the rollback below never talks over them.
+                    for conn in [*self.active, *self.txn_conns.values()]:
+                        conn.broken = True
+                    raise
                 finally:
                     self.busy = False
+                    self.active.clear()
                 await self.channel.drain()
                 if self.server.draining and not self.in_txn:
                     return
@@ -193,7 +204,10 @@ class Session:
             else:
                 raise ProxyError(f"Command {command:#04x} is not supported", 1047, "08S01")
         except ProxyError as exc:
-            self.channel.send_error(exc.code, exc.sqlstate, exc.message)
+            message = exc.message
+            if isinstance(exc, BackendError):
+                message = self.runtime.names.message(message)  # never a physical name
+            self.channel.send_error(exc.code, exc.sqlstate, message)
 
     async def handle_query(self, body: bytes) -> None:
         sql = body.decode("utf-8", "surrogateescape")
@@ -233,6 +247,9 @@ class Session:
             self.show(plan, more, binary)
         elif isinstance(plan, ADMIN_PLANS):
             await self.admin(plan, more, binary)
+        elif isinstance(plan, KillPlan):
+            await self.kill(plan)
+            self.channel.send(p.ok_packet(status=self.status(more)))
         else:
             raise NotSupported(type(plan).__name__)
 
@@ -250,6 +267,35 @@ class Session:
         else:
             columns, rows = admin_show(plan, self.server)
         self.send_rows(columns, rows, more, binary)
+
+    async def kill(self, plan: KillPlan) -> None:
+        """KILL [QUERY] n with the proxy's connection ids: users may kill their own sessions,
+        admins any. The statement is stopped on its backends with their own KILL QUERY."""
+        target = self.server.sessions.get(plan.connection_id)
+        if target is None:
+            raise ProxyError(f"Unknown thread id: {plan.connection_id}", 1094, "HY000")
+        if target.user != self.user and not self.runtime.config.users[self.user].admin:
+            raise ProxyError(f"You are not owner of thread {plan.connection_id}", 1095, "HY000")
+        await target.kill_running_statement()
+        if not plan.query_only:
+            self.server.kill_session(plan.connection_id)
+
+    async def kill_running_statement(self) -> None:
+        """Ask each backend running this session's statement to stop it."""
+        if not self.busy:
+            return
+        for conn in [*self.active, *self.txn_conns.values()]:
+            pool = conn.pool
+            try:
+                killer = await pool.acquire()
+            except ProxyError:
+                continue
+            try:
+                await killer.execute(f"KILL QUERY {conn.thread_id}")
+            except ProxyError as exc:
+                log.info("KILL QUERY %d on %s: %s", conn.thread_id, conn.backend, exc.message)
+            finally:
+                pool.release(killer, not killer.broken)
 
     # --- prepared statements ----------------------------------------------------------------
 
@@ -498,14 +544,16 @@ class Session:
                     raise
                 self.txn_conns[backend] = conn
             return conn, False
+        conn = None
         if read:
             replica = self.runtime.backends.read_pool(backend)
             if replica is not None:
-                try:
-                    return await replica.acquire(self.state), True
-                except BackendUnavailable:
-                    pass  # the replica is marked down; the primary answers
-        return await self.runtime.backends[backend].acquire(self.state), True
+                with contextlib.suppress(BackendUnavailable):  # down: the primary answers
+                    conn = await replica.acquire(self.state)
+        if conn is None:
+            conn = await self.runtime.backends[backend].acquire(self.state)
+        self.active.append(conn)
+        return conn, True
 
     # --- running plans ------------------------------------------------------------------------
 

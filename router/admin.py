@@ -6,7 +6,8 @@
     SHOW SHARDPROXY SESSIONS        client sessions
     RELOAD SHARDPROXY CONFIG        load the config file again (as SIGHUP does)
 
-Only users marked `admin: true` may run them; the proxy checks that.
+Only users marked `admin: true` may run them; the proxy checks that. KILL [QUERY|CONNECTION] n
+is planned here too: its ids are the proxy's connection ids, never a backend's.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from router.plan import AdminShow, AdminWhat, ExplainShards, Plan, ReloadConfig
+from router.plan import AdminShow, AdminWhat, ExplainShards, KillPlan, Plan, ReloadConfig
 
 _EXPLAIN_SHARDS = re.compile(r"\s*EXPLAIN\s+SHARDS\s+", re.IGNORECASE)
 _SHOW = re.compile(r"\s*SHOW\s+SHARDPROXY\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _RELOAD = re.compile(r"\s*RELOAD\s+SHARDPROXY\s+CONFIG\s*;?\s*$", re.IGNORECASE)
+_KILL = re.compile(
+    r"\s*KILL\s+(?:(HARD|SOFT)\s+)?(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IGNORECASE
+)
 
 
 def plan_admin(text: str, plan_inner: Callable[[str], Plan]) -> Plan | None:
@@ -37,4 +41,7 @@ def plan_admin(text: str, plan_inner: Callable[[str], Plan]) -> Plan | None:
             return None
     if _RELOAD.match(text):
         return ReloadConfig()
+    kill = _KILL.match(text)
+    if kill is not None:
+        return KillPlan(int(kill.group(3)), (kill.group(2) or "").upper() == "QUERY")
     return None

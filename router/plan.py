@@ -359,6 +359,36 @@ class ShowPlan:
     database: str | None = None  # SHOW TABLES FROM db; None: the session's database
 
 
+@dataclass(frozen=True)
+class MetadataPlan:
+    """A metadata statement (router/metadata.py): `unit`'s result with logical names only.
+
+    The proxy rewrites every physical and catalog name in the result's values and column
+    metadata. `catalog`: the unit reads the catalog schemas, which must be in step first;
+    `stats`: row counts and sizes of this logical database's tables, summed over their data
+    nodes, replace the catalog's (SHOW TABLE STATUS); `fallback`: the answer from the config
+    when the catalog can't be reached.
+    """
+
+    unit: Unit
+    databases: tuple[str, ...] = ()  # logical databases it describes (access check)
+    catalog: bool = False
+    stats: str | None = None
+    fallback: ShowPlan | None = None
+
+    def __str__(self) -> str:
+        source = "catalog" if self.catalog else "first data node"
+        return f"metadata from {source}\n  {self.unit}"
+
+
+@dataclass(frozen=True)
+class ProxyShow:
+    """SHOW PROCESSLIST / SHOW GRANTS: the proxy's own sessions and account, not a backend's."""
+
+    what: str  # 'processlist' | 'grants'
+    full: bool = False
+
+
 class AdminWhat(Enum):
     BACKENDS = "backends"
     RULES = "rules"
@@ -386,13 +416,27 @@ class ReloadConfig:
 
 ADMIN_PLANS = (AdminShow, ExplainShards, ReloadConfig)
 
+
+@dataclass(frozen=True)
+class KillPlan:
+    """KILL [QUERY] id: stop another session's statement, or the session itself."""
+
+    connection_id: int
+    query_only: bool
+
+
 Plan = (
     QueryPlan
     | UsePlan
     | SetPlan
     | TransactionPlan
     | ShowPlan
+    | MetadataPlan
+    | ProxyShow
     | AdminShow
     | ExplainShards
     | ReloadConfig
+    | KillPlan
 )
+
+METADATA_PLANS = (MetadataPlan, ProxyShow)

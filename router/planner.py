@@ -42,7 +42,7 @@ _DML = frozenset({"SELECT", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE", "("
 _DDL = frozenset({"CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME"})
 _TRANSACTION = frozenset({"BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 _DESCRIBE = frozenset({"DESCRIBE", "DESC", "EXPLAIN"})
-_ADMIN = frozenset({"EXPLAIN", "SHOW", "RELOAD"})
+_ADMIN = frozenset({"EXPLAIN", "SHOW", "RELOAD", "KILL"})
 # Statements MySQL knows that the proxy refuses by name rather than as a syntax error.
 _REFUSED = frozenset(
     {
@@ -226,7 +226,8 @@ class Router:
         assert isinstance(plan, QueryPlan)
         prefix = head.group()
         units = tuple(Unit(unit.backend, prefix + unit.sql) for unit in plan.units)
-        return QueryPlan(units, plan.route, is_write=False, merge=plan.merge)
+        # The units' EXPLAIN rows are shown as they are, not merged.
+        return QueryPlan(units, plan.route, is_write=False)
 
 
 def _refuse_several_statements(text: str) -> None:
