@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from proxy import packets as p
 from router.config import Config
+from router.metadata import catalog_database
 
 _WORD = re.compile(r"\w+")
 
@@ -29,6 +30,7 @@ class NameMap:
                     if node.table.lower() != table.name:
                         tables[node.table.lower()] = table.name
             databases.setdefault(config.backends[db.default_backend].database, db.name)
+            databases[catalog_database(db.name)] = db.name
         return cls(databases, tables)
 
     def message(self, text: str) -> str:
@@ -36,7 +38,13 @@ class NameMap:
 
         def swap(match: re.Match[str]) -> str:
             word = match.group(0)
-            return self.databases.get(word) or self.tables.get(word.lower()) or word
+            found = self.databases.get(word) or self.tables.get(word.lower())
+            if found is None and "_ibfk_" in word:
+                # InnoDB names a foreign key `<table>_ibfk_<n>` after the physical table.
+                table, _, number = word.rpartition("_ibfk_")
+                logical = self.tables.get(table.lower())
+                found = f"{logical}_ibfk_{number}" if logical is not None else None
+            return found or word
 
         return _WORD.sub(swap, text)
 

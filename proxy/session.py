@@ -30,6 +30,7 @@ from proxy.executor import (
     send_ok,
     send_query,
 )
+from proxy.metadata import run_metadata
 from proxy.prepared import (
     ClientStatement,
     StatementNotFound,
@@ -54,6 +55,7 @@ from router.errors import (
 from router.normalize import count_params
 from router.plan import (
     ADMIN_PLANS,
+    METADATA_PLANS,
     AdminShow,
     ExplainShards,
     KillPlan,
@@ -247,6 +249,8 @@ class Session:
             self.show(plan, more, binary)
         elif isinstance(plan, ADMIN_PLANS):
             await self.admin(plan, more, binary)
+        elif isinstance(plan, METADATA_PLANS):
+            await run_metadata(self, plan, more, binary)
         elif isinstance(plan, KillPlan):
             await self.kill(plan)
             self.channel.send(p.ok_packet(status=self.status(more)))
@@ -564,10 +568,14 @@ class Session:
             await self.end_transaction(commit=True)
         elif not self.autocommit and not self.in_txn:
             self.in_txn = True
-        if self.in_txn:
-            await self._run_in_transaction(plan, more, send)
-        else:
-            await self._run_autocommit(plan, more, send)
+        try:
+            if self.in_txn:
+                await self._run_in_transaction(plan, more, send)
+            else:
+                await self._run_autocommit(plan, more, send)
+        finally:
+            if plan.implicit_commit:  # DDL: the metadata catalog follows before the client's OK
+                await self.runtime.catalog.after_ddl(unit.sql for unit in plan.units)
 
     async def _run_autocommit(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units

@@ -22,6 +22,7 @@ from router.analyze import (
 )
 from router.config import TableKind
 from router.errors import NoDefaultForField, NotSupported, ProxyError
+from router.metadata import is_information_schema, plan_information_schema
 from router.parse import syntax_error
 from router.plan import Route
 from router.predicates import Source
@@ -51,6 +52,8 @@ def needs_literals(tree: exp.Expression, text: str, slots: list[tuple[int, int]]
     `ORDER BY 2` and `GROUP BY 1` name select-list columns; the cross-shard merge needs to know
     which, so such statements are planned (and cached) by their exact text.
     """
+    if is_information_schema(tree):
+        return True  # literals naming a logical database are rewritten (router.metadata)
     values = ValueReader(text, slots)
     for clause in (*tree.find_all(exp.Order), *tree.find_all(exp.Group)):
         for item in clause.expressions:
@@ -84,6 +87,8 @@ def plan_dml(
     if tables.system:
         if tables.uses or is_write:
             raise NotSupported("statements that write system schemas or join them with tables")
+        if is_information_schema(tree):
+            return plan_information_schema(tree, text, tables, session)  # type: ignore[return-value]
         template = Template.build(text, rewriter.edits)
         return FixedRoute(Route.UNSHARDED, template, (Target(session.default_backend(), ()),))
     rewriter.rename_tables(tree)

@@ -16,6 +16,7 @@ from router.errors import (
     UnknownDatabase,
 )
 from router.literals import literal_value
+from router.metadata import plan_metadata_show
 from router.parse import syntax_error
 from router.plan import (
     Plan,
@@ -165,6 +166,9 @@ def plan_show(text: str, session: Session) -> Plan:
     match = _SHOW_DATABASES.fullmatch(text)
     if match is not None:
         return ShowPlan(ShowWhat.DATABASES, like=_like(match["rest"], "DATABASES"))
+    metadata = plan_metadata_show(text, session)
+    if metadata is not None:
+        return metadata
     match = _SHOW_TABLES.fullmatch(text)
     if match is not None:
         database = None

@@ -1,0 +1,225 @@
+"""The metadata catalog: per logical database, a schema of empty tables with the logical names.
+
+`router.metadata` sends information_schema queries, SHOW TABLES and SHOW TABLE STATUS to these
+schemas on the metadata backend, so MariaDB evaluates them exactly. This module keeps them in
+step with the tables' first data nodes: each catalog table is created from its first node's
+SHOW CREATE TABLE with the physical names made logical, and recreated only when that text
+changes. It syncs at start, after every DDL through the proxy (before the client gets its OK,
+so a client reads its own DDL back), and again when a metadata query comes more than
+`STALE_AFTER` seconds after the last sync (DDL made straight on the backends).
+
+The catalog lives in MySQL, not in the proxy, so every proxy instance over the same backends
+shares it; two instances syncing at once converge on the same text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterable
+
+from proxy.backend import BackendConnection, BackendError, Backends
+from proxy.names import NameMap
+from router.config import Config, Table
+from router.errors import ProxyError
+from router.metadata import catalog_database, metadata_backend
+from router.rewrite import render_name
+
+log = logging.getLogger("shardproxy.catalog")
+
+STALE_AFTER = 30.0  # seconds; a metadata query after that re-checks every table
+ER_NO_SUCH_TABLE = 1146
+ER_TABLE_EXISTS = 1050
+_AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+_CREATE_HEAD = re.compile(r"CREATE\s+TABLE\s+`(?:[^`]|``)+`", re.I)
+_WORD = re.compile(r"\w+")
+
+TableKey = tuple[str, str]  # (logical database, logical table)
+
+
+class CatalogUnavailable(ProxyError):
+    """The catalog schemas can't be created or read (e.g. no CREATE privilege)."""
+
+
+class Catalog:
+    """Keeps the catalog schemas of one config in step; one per Runtime."""
+
+    def __init__(self, config: Config, backends: Backends, names: NameMap):
+        self.config = config
+        self.backends = backends
+        self.names = names
+        self.backend = metadata_backend(config)
+        self.synced_at: float | None = None  # monotonic time of the last full sync
+        self._lock = asyncio.Lock()
+
+    async def ensure(self) -> None:
+        """Sync everything unless a full sync happened within STALE_AFTER seconds."""
+        if self.synced_at is not None and time.monotonic() - self.synced_at < STALE_AFTER:
+            return
+        await self.sync()
+
+    async def sync(self, keys: Iterable[TableKey] | None = None) -> None:
+        """Bring the given catalog tables (None: all, and drop strays) in step."""
+        wanted = self._all_keys() if keys is None else sorted(set(keys))
+        started = time.monotonic()
+        async with self._lock:
+            try:
+                definitions = await self._definitions(wanted)
+                await self._apply(definitions, full=keys is None)
+            except ProxyError as exc:
+                raise CatalogUnavailable(
+                    f"The metadata catalog on backend '{self.backend}' is unavailable: "
+                    f"{exc.message}",
+                    exc.code if isinstance(exc, BackendError) else None,
+                ) from exc
+            if keys is None:
+                self.synced_at = started
+
+    async def after_ddl(self, sqls: Iterable[str]) -> None:
+        """Re-sync the tables a DDL statement may have changed; never raises."""
+        keys = self._tables_named(sqls)
+        if not keys:
+            return
+        try:
+            await self.sync(keys)
+        except ProxyError as exc:
+            log.warning("catalog sync after DDL failed: %s", exc.message)
+
+    def _all_keys(self) -> list[TableKey]:
+        return [(db.name, name) for db in self.config.databases.values() for name in db.tables]
+
+    def _tables_named(self, sqls: Iterable[str]) -> list[TableKey]:
+        """Every logical table whose logical or physical name appears in the statements."""
+        index: dict[str, list[TableKey]] = {}
+        for db in self.config.databases.values():
+            for table in db.tables.values():
+                for name in {table.name, *(node.table.lower() for node in table.nodes)}:
+                    index.setdefault(name, []).append((db.name, table.name))
+        found: set[TableKey] = set()
+        for sql in sqls:
+            for word in _WORD.findall(sql):
+                found.update(index.get(word.lower(), ()))
+        return sorted(found)
+
+    def _table(self, key: TableKey) -> Table:
+        return self.config.databases[key[0]].tables[key[1]]
+
+    async def _definitions(self, keys: list[TableKey]) -> dict[TableKey, str | None]:
+        """Each table's catalog DDL from its first data node (None: the table doesn't exist)."""
+        by_backend: dict[str, list[TableKey]] = {}
+        for key in keys:
+            by_backend.setdefault(self._table(key).nodes[0].backend, []).append(key)
+        results: dict[TableKey, str | None] = {}
+
+        async def read(backend: str, group: list[TableKey]) -> None:
+            pool = self.backends[backend]
+            conn = await pool.acquire()
+            clean = False
+            try:
+                for key in group:
+                    node = self._table(key).nodes[0]
+                    text = await _show_create(conn, render_name(node.table, True))
+                    results[key] = None if text is None else self._logical_ddl(key, text)
+                clean = True
+            finally:
+                pool.release(conn, clean)
+
+        await asyncio.gather(*(read(b, g) for b, g in by_backend.items()))
+        return results
+
+    def _logical_ddl(self, key: TableKey, text: str) -> str:
+        """A first node's CREATE TABLE as the catalog table's: logical names, no counter."""
+        text = _AUTO_INCREMENT.sub("", text)
+        head = _CREATE_HEAD.match(text)
+        body = text[head.end() :] if head else text
+        return "CREATE TABLE " + render_name(key[1], True) + self.names.message(body)
+
+    async def _apply(self, definitions: dict[TableKey, str | None], full: bool) -> None:
+        pool = self.backends[self.backend]
+        conn = await pool.acquire()
+        try:
+            # This connection's session is changed (USE, foreign_key_checks): it is closed after.
+            await conn.execute("SET SESSION foreign_key_checks = 0")
+            databases = {db for db, _ in definitions}
+            if full:
+                databases |= set(self.config.databases)
+            for database in sorted(databases):
+                schema = catalog_database(database)
+                await self._ensure_schema(conn, database, schema)
+                await conn.execute("USE " + render_name(schema, True))
+                for (db, table), wanted in definitions.items():
+                    if db == database:
+                        await _put_table(conn, table, wanted)
+                if full:
+                    known = set(self.config.databases[database].tables)
+                    for (name,) in await conn.query("SHOW TABLES"):
+                        if name is not None and name not in known:
+                            await conn.execute("DROP TABLE IF EXISTS " + render_name(name, True))
+        finally:
+            pool.release(conn, clean=False)
+
+    async def _ensure_schema(self, conn: BackendConnection, database: str, schema: str) -> None:
+        """CREATE DATABASE for the catalog, with the default backend's character set."""
+        default = self.config.databases[database].default_backend
+        physical = self.config.backends[default].database
+        rows = await _query_on(
+            self.backends,
+            default,
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+            f"information_schema.SCHEMATA WHERE SCHEMA_NAME = '{_escape(physical)}'",
+        )
+        options = ""
+        if rows and rows[0][0] and rows[0][1]:
+            options = f" CHARACTER SET {rows[0][0]} COLLATE {rows[0][1]}"
+        await conn.execute(f"CREATE DATABASE IF NOT EXISTS {render_name(schema, True)}{options}")
+        if options:
+            await conn.execute(f"ALTER DATABASE {render_name(schema, True)}{options}")
+
+
+async def _show_create(conn: BackendConnection, name: str) -> str | None:
+    """SHOW CREATE TABLE's text, or None if there is no such table (or it is a view)."""
+    try:
+        rows = await conn.query("SHOW CREATE TABLE " + name)
+    except BackendError as exc:
+        if exc.code == ER_NO_SUCH_TABLE:
+            return None
+        raise
+    if not rows or rows[0][1] is None or not rows[0][1].upper().startswith("CREATE TABLE"):
+        return None
+    return rows[0][1]
+
+
+async def _put_table(conn: BackendConnection, table: str, wanted: str | None) -> None:
+    """Make catalog table `table` (in the connection's schema) exactly `wanted`, or absent."""
+    name = render_name(table, True)
+    current = await _show_create(conn, name)
+    if current is not None:
+        current = _AUTO_INCREMENT.sub("", current)
+    if current == wanted:
+        return
+    await conn.execute("DROP TABLE IF EXISTS " + name)
+    if wanted is None:
+        return
+    try:
+        await conn.execute(wanted)
+    except BackendError as exc:
+        if exc.code != ER_TABLE_EXISTS:  # another proxy instance created it just now
+            raise
+
+
+async def _query_on(backends: Backends, backend: str, sql: str) -> list[tuple[str | None, ...]]:
+    pool = backends[backend]
+    conn = await pool.acquire()
+    clean = False
+    try:
+        rows = await conn.query(sql)
+        clean = True
+        return rows
+    finally:
+        pool.release(conn, clean)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "''")
