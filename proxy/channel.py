@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from proxy import packets as p
 
@@ -34,6 +35,8 @@ class ClientChannel:
         self._out = bytearray()
         self._in = bytearray()
         self._pos = 0
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in = self._tls_out = ssl.MemoryBIO()
         # MySQL error code -> ERR packets sent (the server's metrics); None: not counted.
         self.error_counts: dict[int, int] | None = None
 
@@ -41,16 +44,71 @@ class ClientChannel:
         """Read until `need` unread bytes are buffered (one await per segment, not per field)."""
         buf = self._in
         while len(buf) - self._pos < need:
-            try:
-                chunk = await self.reader.read(READ_CHUNK)
-            except ConnectionError as exc:
-                raise ClientClosed() from exc
-            if not chunk:
-                raise ClientClosed()
+            chunk = await (self._read_tls() if self._tls is not None else self._read_raw())
             if self._pos:
                 del buf[: self._pos]
                 self._pos = 0
             buf += chunk
+
+    async def _read_raw(self) -> bytes:
+        try:
+            chunk = await self.reader.read(READ_CHUNK)
+        except ConnectionError as exc:
+            raise ClientClosed() from exc
+        if not chunk:
+            raise ClientClosed()
+        return chunk
+
+    async def _read_tls(self) -> bytes:
+        """Decrypted bytes, reading more ciphertext from the socket as TLS needs it."""
+        assert self._tls is not None
+        while True:
+            try:
+                data = self._tls.read(READ_CHUNK)
+            except ssl.SSLWantReadError:
+                self._tls_in.write(await self._read_raw())
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLError) as exc:
+                raise ClientClosed() from exc
+            if not data:
+                raise ClientClosed()
+            return data
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Switch to TLS after the client's SSLRequest.
+
+        TLS runs over memory buffers, not the event loop's start_tls: the client sends its
+        ClientHello right behind the SSLRequest, so those bytes may already sit in our read
+        buffer (the handshake hang measured with mysql-mimic under uvloop); here they are
+        simply the first bytes fed to TLS."""
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        self._tls_in.write(bytes(self._in[self._pos :]))
+        self._in.clear()
+        self._pos = 0
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                await self.writer.drain()
+                self._tls_in.write(await self._read_raw())
+            except ssl.SSLError as exc:
+                raise ClientClosed() from exc
+        self._flush_tls()
+        await self.writer.drain()
+        self._tls = tls
+
+    def _flush_tls(self) -> None:
+        pending = self._tls_out.read()
+        if pending:
+            self.writer.write(pending)
+
+    @property
+    def secure(self) -> bool:
+        return self._tls is not None
 
     async def read_packet(self) -> bytes:
         """One logical packet; its sequence id must be the expected one."""
@@ -113,7 +171,11 @@ class ClientChannel:
     async def drain(self) -> None:
         """Write everything buffered and wait until the socket takes it."""
         if self._out:
-            self.writer.write(bytes(self._out))
+            if self._tls is not None:
+                self._tls.write(bytes(self._out))
+                self._flush_tls()
+            else:
+                self.writer.write(bytes(self._out))
             self._out.clear()
         await self.writer.drain()
 

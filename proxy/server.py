@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import itertools
 import logging
 import os
 import secrets
+import ssl
 from dataclasses import dataclass, replace
 
 from mysql_mimic import packets as mimic_packets
@@ -29,7 +32,7 @@ from proxy.metrics import Metrics
 from proxy.names import NameMap
 from proxy.session import Session
 from proxy.xa import Coordinator
-from router.config import Config
+from router.config import Config, Listener
 from router.config_loader import load_config
 from router.errors import AccessDenied, ConfigError, DbAccessDenied, ProxyError, UnknownDatabase
 from router.planner import Router
@@ -37,6 +40,7 @@ from router.planner import Router
 log = logging.getLogger("shardproxy.server")
 
 NATIVE_PASSWORD = "mysql_native_password"
+CACHING_SHA2 = "caching_sha2_password"
 VERSION_SUFFIX = "-shardproxy"
 HANDSHAKE_TIMEOUT = 10.0
 _NONCE_CHARS = bytes(range(0x21, 0x7F)).replace(b"\\", b"")
@@ -67,6 +71,7 @@ class Server:
         self.sessions: dict[int, Session] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.draining = False  # shutting down: sessions end after their transaction
+        self._tls = _tls_context(config.listen)
         self.metrics = Metrics()  # outlives reloads; so does the HTTP port (a restart moves it)
         self.http = HttpEndpoints(self, config.http) if config.http is not None else None
 
@@ -221,9 +226,10 @@ class Server:
     async def _handshake(self, channel: ClientChannel, connection_id: int) -> Session | None:
         nonce = bytes(_NONCE_CHARS[b % len(_NONCE_CHARS)] for b in os.urandom(20))
         channel.seq = 0
+        capabilities = p.SERVER_CAPABILITIES | (p.CLIENT_SSL if self._tls else 0)
         channel.send(
             mimic_packets.make_handshake_v10(
-                capabilities=Capabilities(p.SERVER_CAPABILITIES),
+                capabilities=Capabilities(capabilities),
                 server_charset=CharacterSet.utf8mb4,
                 server_version=self.server_version,
                 connection_id=connection_id,
@@ -233,27 +239,36 @@ class Server:
             )
         )
         await channel.drain()
-        try:
-            response = mimic_packets.parse_handshake_response(
-                Capabilities(p.SERVER_CAPABILITIES), await channel.read_packet()
-            )
-        except (ClientClosed, ProtocolViolation):
-            raise
-        except Exception as exc:
-            raise ProtocolViolation(f"bad handshake response: {exc}") from exc
+        response = await _read_response(channel, capabilities)
         if not isinstance(response, mimic_packets.HandshakeResponse41):
-            channel.send_error(1043, "08S01", "Bad handshake: TLS is not configured")
+            if self._tls is None:
+                channel.send_error(1043, "08S01", "Bad handshake: TLS is not configured")
+                return None
+            await channel.start_tls(self._tls)
+            response = await _read_response(channel, capabilities)
+            if not isinstance(response, mimic_packets.HandshakeResponse41):
+                raise ProtocolViolation("a second SSLRequest")
+        config = self.runtime.config
+        if config.listen.require_secure_transport and not channel.secure:
+            channel.send_error(
+                3159,
+                "HY000",
+                "Connections using insecure transport are prohibited while "
+                "--require_secure_transport=ON.",
+            )
             return None
         auth_response = response.auth_response
-        if response.client_plugin not in (None, NATIVE_PASSWORD):
+        plugin = response.client_plugin
+        if plugin not in (None, NATIVE_PASSWORD, CACHING_SHA2):
             # Ask the client to answer with mysql_native_password on the same nonce.
             channel.send(b"\xfe" + NATIVE_PASSWORD.encode() + b"\x00" + nonce + b"\x00")
             await channel.drain()
             auth_response = await channel.read_packet()
-        config = self.runtime.config
+            plugin = NATIVE_PASSWORD
+        check = _sha2_password_ok if plugin == CACHING_SHA2 else _password_ok
         try:
             user = config.users.get(response.username)
-            if user is None or not _password_ok(user.password, auth_response, nonce):
+            if user is None or not check(user.password, auth_response, nonce):
                 raise AccessDenied(
                     f"Access denied for user '{response.username}'@'{_peer(channel)}' "
                     f"(using password: {'YES' if auth_response else 'NO'})"
@@ -269,6 +284,8 @@ class Server:
         except ProxyError as exc:
             channel.send_error(exc.code, exc.sqlstate, exc.message)
             return None
+        if plugin == CACHING_SHA2:
+            channel.send(b"\x01\x03")  # fast_auth_success: the scramble matched
         channel.send(p.ok_packet(status=p.SERVER_STATUS_AUTOCOMMIT))
         await channel.drain()
         session = Session(
@@ -325,6 +342,39 @@ def rows_that_would_move(old: Config, new: Config) -> list[str]:
                         "(reshard with a data migration, then restart)"
                     )
     return problems
+
+
+async def _read_response(
+    channel: ClientChannel, capabilities: int
+) -> mimic_packets.HandshakeResponse41 | mimic_packets.SSLRequest:
+    try:
+        return mimic_packets.parse_handshake_response(
+            Capabilities(capabilities), await channel.read_packet()
+        )
+    except (ClientClosed, ProtocolViolation):
+        raise
+    except Exception as exc:
+        raise ProtocolViolation(f"bad handshake response: {exc}") from exc
+
+
+def _tls_context(listen: Listener) -> ssl.SSLContext | None:
+    if listen.tls_cert is None or listen.tls_key is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(listen.tls_cert, listen.tls_key)
+    return context
+
+
+def _sha2_password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:
+    """caching_sha2_password's fast path: the proxy knows the password, so every login is a
+    cache hit. scramble = SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + nonce)."""
+    if not password:
+        return not scramble
+    digest = hashlib.sha256(password.encode()).digest()
+    mask = hashlib.sha256(hashlib.sha256(digest).digest() + nonce).digest()
+    expected = bytes(a ^ b for a, b in zip(digest, mask, strict=True))
+    return hmac.compare_digest(expected, scramble)
 
 
 def _password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:

@@ -20,6 +20,11 @@ class Listener:
     port: int = 3307
     # On SIGTERM: seconds running statements and transactions get to finish.
     shutdown_grace: int = 30
+    # TLS for clients: PEM certificate chain and key; None: no TLS offered.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    # Refuse clients that did not switch to TLS (MySQL's require_secure_transport).
+    require_secure_transport: bool = False
 
 
 @dataclass(frozen=True)

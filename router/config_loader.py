@@ -43,7 +43,8 @@ _LOGGING_KEYS = ("format", "level", "slow_query_ms")
 _LOG_FORMATS = ("text", "json")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id")
-_LISTEN_KEYS = ("host", "port", "shutdown_grace")
+_LISTEN_KEYS = ("host", "port", "shutdown_grace", "tls", "require_secure_transport")
+_TLS_KEYS = ("cert", "key")
 _USER_KEYS = ("name", "password", "databases", "admin")
 _BACKEND_KEYS = ("host", "port", "user", "password", "database", "pool", "replicas")
 _REPLICA_KEYS = ("host", "port", "user", "password", "weight")
@@ -457,7 +458,22 @@ class _Loader:
         if "shutdown_grace" in entries:
             value = self.integer(entries["shutdown_grace"][1], "listen.shutdown_grace", 0)
             grace = value if value is not None else grace
-        return Listener(host, port, grace)
+        cert = key = None
+        if "tls" in entries:
+            tls = self.mapping(entries["tls"][1], "listen.tls")
+            if tls is not None:
+                self.check_keys(tls, entries["tls"][1], "listen.tls", _TLS_KEYS, _TLS_KEYS)
+                if "cert" in tls:
+                    cert = self.string(tls["cert"][1], "listen.tls.cert")
+                if "key" in tls:
+                    key = self.string(tls["key"][1], "listen.tls.key")
+        secure = False
+        if "require_secure_transport" in entries:
+            node = entries["require_secure_transport"][1]
+            secure = bool(self.boolean(node, "listen.require_secure_transport"))
+            if secure and cert is None:
+                self.error(node, "listen.require_secure_transport", "needs listen.tls")
+        return Listener(host, port, grace, cert, key, secure)
 
     def users(self, node: Node) -> dict[str, User]:
         items = self.sequence(node, "users")
