@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import re
@@ -30,7 +31,7 @@ from proxy.executor import (
     send_ok,
     send_query,
 )
-from proxy.metadata import run_metadata
+from proxy.metadata import client_host, run_metadata
 from proxy.prepared import (
     ClientStatement,
     StatementNotFound,
@@ -42,6 +43,7 @@ from proxy.prepared import (
     unmark,
 )
 from proxy.xa import XaError
+from router import session_values
 from router.errors import (
     BackendUnavailable,
     DbAccessDenied,
@@ -69,6 +71,7 @@ from router.plan import (
     ShowWhat,
     TransactionPlan,
     TxnAction,
+    Unit,
     UsePlan,
 )
 from router.planner import split_statements
@@ -562,6 +565,8 @@ class Session:
     # --- running plans ------------------------------------------------------------------------
 
     async def run_query(self, plan: QueryPlan, more: bool, send: Sender = send_query) -> None:
+        if any(session_values.PREFIX in unit.sql for unit in plan.units):
+            plan = self._with_session_values(plan)
         if self.txn_aborted is not None and not plan.implicit_commit:
             raise XaError(self.txn_aborted + "; end it with ROLLBACK")
         if plan.implicit_commit:
@@ -576,6 +581,15 @@ class Session:
         finally:
             if plan.implicit_commit:  # DDL: the metadata catalog follows before the client's OK
                 await self.runtime.catalog.after_ddl(unit.sql for unit in plan.units)
+
+    def _with_session_values(self, plan: QueryPlan) -> QueryPlan:
+        """USER(), CURRENT_USER(), CONNECTION_ID() as this session's (router.session_values)."""
+        host = client_host(self)
+        units = tuple(
+            Unit(u.backend, session_values.fill(u.sql, self.user, host, self.connection_id))
+            for u in plan.units
+        )
+        return dataclasses.replace(plan, units=units)
 
     async def _run_autocommit(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units

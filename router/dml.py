@@ -37,6 +37,7 @@ from router.route import (
     shard_targets,
     target_on_backend,
 )
+from router.session_values import session_call_edits
 from router.template import Template
 
 _VALUES_HEAD = re.compile(r"\s*\)\s*VALUES?\s*", re.I)
@@ -94,6 +95,7 @@ def plan_dml(
     rewriter.rename_tables(tree)
     current = session.current()
     rewriter.replace_database_calls(tree, current.name if current is not None else None)
+    rewriter.edits.extend(session_call_edits(tree, text))
     if isinstance(tree, exp.Insert):
         return _plan_insert(tree, text, tables, rewriter, values, session)
     modified = _modified(tree, tables) if is_write else []

@@ -1,0 +1,89 @@
+"""USER(), CURRENT_USER(), SESSION_USER(), SYSTEM_USER() and CONNECTION_ID() of the client's
+session, not of the proxy's backend connection.
+
+The router replaces each call with a marker (valid SQL on its own) and keeps the client's
+column label; plans stay independent of the session, so they are cached as usual. Just before
+a unit is sent, the proxy puts the session's value in place of each marker (`fill`).
+"""
+
+from __future__ import annotations
+
+import re
+from types import MappingProxyType
+
+from sqlglot import exp
+
+from router.literals import quote_string
+
+USER = "/*shardproxy:user*/NULL"
+CURRENT_USER = "/*shardproxy:current_user*/NULL"
+CONNECTION_ID = "/*shardproxy:connection_id*/NULL"
+PREFIX = "/*shardproxy:"
+
+_FUNCTIONS = MappingProxyType(
+    {
+        "USER": USER,
+        "SESSION_USER": USER,
+        "SYSTEM_USER": USER,
+        "CURRENT_USER": CURRENT_USER,
+        "CONNECTION_ID": CONNECTION_ID,
+    }
+)
+_EMPTY_CALL = re.compile(r"\s*\(\s*\)")
+# CURRENT_USER may be written without parentheses, and sqlglot keeps no position for it.
+_CURRENT_USER_TEXT = re.compile(
+    r"""`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|/\*.*?\*/|--[^\n]*|\#[^\n]*"""
+    r"""|(?<![\w$.@])CURRENT_USER(?![\w$])(?:\s*\(\s*\))?""",
+    re.I | re.S,
+)
+
+
+def session_call_edits(tree: exp.Expression, text: str) -> list[tuple[int, int, str]]:
+    """Edits replacing every session-identity call in `text` with its marker."""
+    edits: list[tuple[int, int, str]] = []
+    for node in tree.walk():
+        if isinstance(node, exp.SessionUser):
+            marker = USER
+        elif isinstance(node, exp.Anonymous) and str(node.this).upper() in _FUNCTIONS:
+            if node.expressions:
+                continue
+            marker = _FUNCTIONS[str(node.this).upper()]
+        else:
+            continue
+        if "start" not in node.meta:
+            continue
+        start = node.meta["start"]
+        paren = _EMPTY_CALL.match(text, node.meta["end"] + 1)
+        if paren is None:
+            continue
+        edits.append(_edit(text, start, paren.end(), marker, _is_select_item(node)))
+    current_users = list(tree.find_all(exp.CurrentUser))
+    if current_users:
+        # Positions are the text's; label them only when every one is a select-list item.
+        label = all(_is_select_item(node) for node in current_users)
+        for match in _CURRENT_USER_TEXT.finditer(text):
+            token = match.group()
+            if token[:1] in "`'\"/-#":
+                continue
+            start, end = match.span()
+            edits.append(_edit(text, start, end, CURRENT_USER, label))
+    return edits
+
+
+def _is_select_item(node: exp.Expression) -> bool:
+    return isinstance(node.parent, exp.Select) and node.arg_key == "expressions"
+
+
+def _edit(text: str, start: int, end: int, marker: str, label: bool) -> tuple[int, int, str]:
+    if label:
+        return start, end, f"{marker} AS `{text[start:end].replace('`', '``')}`"
+    return start, end, marker
+
+
+def fill(sql: str, user: str, host: str, connection_id: int) -> str:
+    """`sql` with the session's values in place of the markers."""
+    return (
+        sql.replace(USER, quote_string(f"{user}@{host}"))
+        .replace(CURRENT_USER, quote_string(f"{user}@%"))
+        .replace(CONNECTION_ID, str(connection_id))
+    )
