@@ -228,7 +228,10 @@ class ProxyCollector(Collector):
             "The most connections the pool opens to the backend.",
             labels=["backend"],
         )
-        for name, pool in runtime.backends.pools.items():
+        replicas = getattr(runtime.backends, "replicas", {})
+        every_pool = [*runtime.backends.pools.values(), *itertools.chain(*replicas.values())]
+        for pool in every_pool:  # a replica's pool is named like ds0@replica0
+            name = pool.backend.name
             pool_open.add_metric([name], pool.size)
             pool_idle.add_metric([name], pool.idle)
             pool_max.add_metric([name], pool.backend.pool.max)
