@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from proxy.backend import BackendConnection, BackendError, Backends
 from proxy.names import NameMap
 from router.config import Config, Table
-from router.errors import ProxyError
+from router.errors import ColumnListNeeded, ProxyError
 from router.metadata import catalog_database, metadata_backend
 from router.rewrite import render_name
 
@@ -52,6 +52,7 @@ class Catalog:
         self.names = names
         self.backend = metadata_backend(config)
         self.synced_at: float | None = None  # monotonic time of the last full sync
+        self._columns: dict[TableKey, tuple[str, ...]] = {}  # INSERT's implicit column lists
         self._lock = asyncio.Lock()
 
     async def ensure(self) -> None:
@@ -63,6 +64,8 @@ class Catalog:
     async def sync(self, keys: Iterable[TableKey] | None = None) -> None:
         """Bring the given catalog tables (None: all, and drop strays) in step."""
         wanted = self._all_keys() if keys is None else sorted(set(keys))
+        for key in wanted:
+            self._columns.pop(key, None)
         started = time.monotonic()
         async with self._lock:
             try:
@@ -86,6 +89,23 @@ class Catalog:
             await self.sync(keys)
         except ProxyError as exc:
             log.warning("catalog sync after DDL failed: %s", exc.message)
+
+    async def with_column_list(self, need: ColumnListNeeded) -> str:
+        """The INSERT of `need` with its table's column list written out, as MySQL reads an
+        INSERT without one: every column in order, except INVISIBLE ones."""
+        key = (need.database, need.table)
+        columns = self._columns.get(key)
+        if columns is None:
+            node = self._table(key).nodes[0]
+            rows = await _query_on(
+                self.backends, node.backend, "SHOW COLUMNS FROM " + render_name(node.table, True)
+            )
+            columns = tuple(
+                str(row[0]) for row in rows if "INVISIBLE" not in (row[5] or "").upper()
+            )
+            self._columns[key] = columns
+        listed = ", ".join(render_name(c, True) for c in columns)
+        return f"{need.text[: need.position]} ({listed}){need.text[need.position :]}"
 
     def _all_keys(self) -> list[TableKey]:
         return [(db.name, name) for db in self.config.databases.values() for name in db.tables]

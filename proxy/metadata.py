@@ -20,7 +20,7 @@ from proxy.backend import BackendConnection, BackendError
 from proxy.names import NameMap
 from router.config import Config, TableKind
 from router.errors import DbAccessDenied, ProxyError
-from router.plan import MetadataPlan, ProxyShow
+from router.plan import MetadataPlan, ProxyShow, TableLocks
 
 if TYPE_CHECKING:
     from proxy.session import Session
@@ -254,9 +254,12 @@ def _index(labels: list[str], wanted: tuple[str, ...]) -> int | None:
 
 
 async def run_metadata(
-    session: Session, plan: MetadataPlan | ProxyShow, more: bool, binary: bool
+    session: Session, plan: MetadataPlan | ProxyShow | TableLocks, more: bool, binary: bool
 ) -> None:
     """Answer a metadata plan to the session's client."""
+    if isinstance(plan, TableLocks):
+        session.channel.send(p.ok_packet(status=session.status(more)))
+        return
     if isinstance(plan, ProxyShow):
         columns, rows = proxy_show(session, plan)
         payloads = [p.column_definition(name, kind) for name, kind in columns]

@@ -46,6 +46,7 @@ from proxy.xa import XaError
 from router import session_values
 from router.errors import (
     BackendUnavailable,
+    ColumnListNeeded,
     DbAccessDenied,
     NoDatabaseSelected,
     NoShardForValue,
@@ -229,7 +230,11 @@ class Session:
         started = perf_counter()
         plan: Plan | None = None
         try:
-            plan = self.runtime.router.plan(sql, self.database)
+            try:
+                plan = self.runtime.router.plan(sql, self.database)
+            except ColumnListNeeded as need:  # INSERT t VALUES ... (mysqldump's form)
+                with_columns = await self.runtime.catalog.with_column_list(need)
+                plan = self.runtime.router.plan(with_columns, self.database)
             await self.run_plan(plan, more)
         finally:
             self.server.metrics.statement(self, sql, plan, perf_counter() - started)

@@ -21,7 +21,7 @@ from router.analyze import (
     shard_condition,
 )
 from router.config import TableKind
-from router.errors import NoDefaultForField, NotSupported, ProxyError
+from router.errors import ColumnListNeeded, NoDefaultForField, NotSupported, ProxyError
 from router.metadata import is_information_schema, plan_information_schema
 from router.parse import syntax_error
 from router.plan import Route
@@ -238,7 +238,13 @@ def _plan_insert(
     assert table.shard_key is not None and table.algorithm is not None
     columns = list(schema.expressions) if isinstance(schema, exp.Schema) else []
     if not columns:
-        raise NotSupported(f"INSERT into sharded table '{target.label}' without a column list")
+        raise ColumnListNeeded(
+            f"INSERT into sharded table '{target.label}' without a column list",
+            target.database.name,
+            table.name,
+            text,
+            span(target_node.this)[1],
+        )
     names = [column.name.lower() for column in columns]
     if table.shard_key not in names:
         raise NoDefaultForField(table.shard_key)

@@ -66,6 +66,18 @@ class NotSupported(ProxyError):
         super().__init__(f"This version of shardproxy doesn't yet support '{what}'")
 
 
+class ColumnListNeeded(NotSupported):
+    """An INSERT into a sharded table names no columns: the proxy adds the table's column
+    list (it knows the schema, the router doesn't) at `position` in `text` and plans again."""
+
+    def __init__(self, what: str, database: str, table: str, text: str, position: int):
+        super().__init__(what)
+        self.database = database
+        self.table = table
+        self.text = text
+        self.position = position
+
+
 class NoShardForValue(ProxyError):
     """ER_NO_PARTITION_FOR_GIVEN_VALUE: a list/range algorithm has no shard for a key value."""
 

@@ -26,9 +26,17 @@ from router.analyze import Session, Tables, find_database, lookup_table
 from router.config import Config
 from router.errors import NoDatabaseSelected, NotSupported, UnknownDatabase
 from router.literals import literal_value, quote_string
-from router.plan import MetadataPlan, Plan, ProxyShow, ShowPlan, ShowWhat, Unit
+from router.parse import syntax_error
+from router.plan import MetadataPlan, Plan, ProxyShow, ShowPlan, ShowWhat, TableLocks, Unit
 from router.rewrite import render_name, span
-from router.sqltext import IDENT, QUALIFIED_NAME, STRING, qualified_name, unquote
+from router.sqltext import (
+    IDENT,
+    QUALIFIED_NAME,
+    STRING,
+    qualified_name,
+    split_top_level,
+    unquote,
+)
 
 CATALOG_PREFIX = "shardproxy_meta_"
 _MAX_NAME = 64
@@ -410,3 +418,37 @@ def _show_proxy(text: str, session: Session) -> Plan | None:
             raise NotSupported("SHOW GRANTS FOR another account (only the current one)")
         return ProxyShow("grants")
     return None
+
+
+# --- LOCK TABLES ----------------------------------------------------------------------------
+
+_LOCK = re.compile(r"LOCK\s+TABLES?\s+(?P<items>.+)", _FLAGS)
+_UNLOCK = re.compile(r"UNLOCK\s+TABLES?\s*", _FLAGS)
+_LOCK_ITEM = re.compile(
+    rf"{QUALIFIED_NAME}(?:\s+(?:AS\s+)?(?!READ\b|WRITE\b|LOW_PRIORITY\b){IDENT})?\s+"
+    r"(?:READ(?:\s+LOCAL)?|(?:LOW_PRIORITY\s+)?WRITE(?:\s+CONCURRENT)?)\s*",
+    _FLAGS,
+)
+
+
+def plan_table_locks(text: str, session: Session) -> TableLocks:
+    """LOCK TABLES t READ, ... / UNLOCK TABLES: the tables are checked, no lock is taken.
+
+    mysqldump locks the tables it dumps and its dumps lock the tables they load; a lock on
+    every data node would need the session's statements pinned to the locking connections.
+    """
+    if _UNLOCK.fullmatch(text):
+        return TableLocks(())
+    match = _LOCK.fullmatch(text)
+    if match is None:
+        raise syntax_error(text, 0)
+    names = []
+    for item in split_top_level(match["items"]):
+        found = _LOCK_ITEM.fullmatch(item.strip())
+        if found is None:
+            raise syntax_error(text, text.find(item.strip()))
+        qualifier, name = qualified_name(found)
+        if qualifier is not None and qualifier.lower() in ("information_schema", "mysql"):
+            raise NotSupported("LOCK TABLES of system tables")
+        names.append(lookup_table(session, qualifier, name).name)
+    return TableLocks(tuple(names))

@@ -57,6 +57,8 @@ _TRIM_END = " \t\r\n\f\v;"
 # Quoted text and comments to step over when looking for statement ends or versioned comments.
 _OPAQUE = rf"`[^`]*+(?:``[^`]*+)*+`|{_STRING}|(?:--(?=[\s\x00-\x1f]|$)|\#)[^\n]*"
 _SPLIT = re.compile(rf"{_OPAQUE}|/\*.*?\*/|(?P<semi>;)", re.S)
+# Versioned comments for a server version above this stay comments (see unwrap_...).
+_FUTURE_VERSION = 200000
 _VERSIONED = re.compile(rf"{_OPAQUE}|(?P<open>/\*M?!\d*)|/\*.*?\*/|(?P<close>\*/)", re.S)
 
 
@@ -116,21 +118,34 @@ def _normalize_with_comments(sql: str) -> Normalized:
 def unwrap_versioned_comments(sql: str) -> str:
     """Treat `/*!40101 SET ... */` (and MariaDB's `/*M!100100 ... */`) as the SQL inside.
 
-    The proxy claims a current server version, so every versioned comment is executed.
+    The proxy claims a current server version, so every versioned comment is executed, except
+    those for versions no server has yet (`/*M!999999 enable the sandbox mode */`, the first
+    line of a mariadb-dump file), which stay comments, as on the server.
     """
     parts: list[str] = []
     pos = 0
     depth = 0
+    skipping = 0  # depth of the too-new comment being dropped, 0: none
     for match in _VERSIONED.finditer(sql):
         kind = match.lastgroup
         if kind == "open":
             depth += 1
+            if not skipping and int(match.group()[3:].lstrip("!") or 0) > _FUTURE_VERSION:
+                skipping = depth
         elif kind == "close" and depth:
             depth -= 1
+            if skipping and depth < skipping:
+                skipping = 0
+                pos = match.end()
+                parts.append(" ")
+                continue
         else:
             continue
+        if skipping and not (kind == "open" and depth == skipping):
+            continue
         parts.append(sql[pos : match.start()])
-        parts.append(" ")
+        if not skipping:
+            parts.append(" ")
         pos = match.end()
     parts.append(sql[pos:])
     return "".join(parts)

@@ -389,6 +389,14 @@ class ProxyShow:
     full: bool = False
 
 
+@dataclass(frozen=True)
+class TableLocks:
+    """LOCK TABLES / UNLOCK TABLES: accepted (dump tools send them) but no lock is taken;
+    see docs/decisions.md."""
+
+    tables: tuple[str, ...]  # the logical tables named; empty for UNLOCK TABLES
+
+
 class AdminWhat(Enum):
     BACKENDS = "backends"
     RULES = "rules"
@@ -433,10 +441,11 @@ Plan = (
     | ShowPlan
     | MetadataPlan
     | ProxyShow
+    | TableLocks
     | AdminShow
     | ExplainShards
     | ReloadConfig
     | KillPlan
 )
 
-METADATA_PLANS = (MetadataPlan, ProxyShow)
+METADATA_PLANS = (MetadataPlan, ProxyShow, TableLocks)

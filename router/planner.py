@@ -22,6 +22,7 @@ from router.ddl import plan_ddl
 from router.dml import needs_literals, plan_dml
 from router.errors import NotSupported, ParseError, ProxyError
 from router.literals import render_param
+from router.metadata import plan_table_locks
 from router.normalize import Normalized, normalize, split_statements
 from router.parse import parse, syntax_error
 from router.plan import Plan, QueryPlan, Unit
@@ -206,6 +207,8 @@ class Router:
             return plan_describe(text, session) or self._plan_explain(
                 text, slots, bindings, session
             )
+        if keyword in ("LOCK", "UNLOCK"):
+            return plan_table_locks(text, session)
         if keyword in _REFUSED:
             raise refuse(text)
         raise syntax_error(text, 0)
