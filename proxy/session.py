@@ -31,6 +31,7 @@ from proxy.executor import (
     send_ok,
     send_query,
 )
+from proxy.merge_exec import merge_reads
 from proxy.metadata import client_host, run_metadata
 from proxy.prepared import (
     ClientStatement,
@@ -60,6 +61,7 @@ from router.plan import (
     ADMIN_PLANS,
     METADATA_PLANS,
     AdminShow,
+    Concat,
     ExplainShards,
     KillPlan,
     Plan,
@@ -629,7 +631,13 @@ class Session:
             try:
                 for backend in per_backend:
                     pinned[backend] = (await self.connection(backend))[0]
-                await self._sequential_reads(pinned, plan, self.status(more), send)
+                if isinstance(plan.merge, Concat):
+                    await self._sequential_reads(pinned, plan, self.status(more), send)
+                else:  # units sharing a connection run in turn (proxy.merge_exec)
+                    await merge_reads(
+                        [pinned[u.backend] for u in units], plan, self.channel, names,
+                        self.status(more), send, self.runtime.config.limits.max_merge_rows,
+                    )  # fmt: skip
             finally:
                 for conn in pinned.values():
                     conn.pool.release(conn, not conn.broken)
@@ -639,7 +647,13 @@ class Session:
             for unit in units:
                 conn, _ = await self.connection(unit.backend, read)
                 acquired.append(conn)
-            await concat_reads(acquired, units, self.channel, names, self.status(more), send)
+            if isinstance(plan.merge, Concat):
+                await concat_reads(acquired, units, self.channel, names, self.status(more), send)
+            else:
+                limit = self.runtime.config.limits.max_merge_rows
+                await merge_reads(
+                    acquired, plan, self.channel, names, self.status(more), send, limit
+                )
         finally:
             for conn in acquired:
                 conn.pool.release(conn, not conn.broken)
@@ -689,6 +703,11 @@ class Session:
                 by_backend = _group_by_backend(units)
                 ok = await run_writes([conns[b] for b in by_backend], list(by_backend.values()))
                 send_ok(self.channel, _one_copy(plan, ok), status)
+            elif not isinstance(plan.merge, Concat):  # one pinned connection per backend
+                await merge_reads(
+                    [conns[u.backend] for u in units], plan, self.channel, self.runtime.names,
+                    status, send, self.runtime.config.limits.max_merge_rows,
+                )  # fmt: skip
             else:
                 await self._sequential_reads(conns, plan, status, send)
         except BackendUnavailable as exc:

@@ -334,8 +334,24 @@ def check_colocated(tables: Tables, tree: exp.Expression) -> None:
                     keyed = [u for u in tables.in_scope(scope) if u.table.shard_key == name]
                     for other in keyed[1:]:
                         join(keyed[0], other)
-    if len({root(id(use)) for use in sharded}) > 1:
+    # Branches of a UNION read their shards independently: only uses within one branch must
+    # be tied together.
+    branches: dict[int, set[int]] = {}
+    tops = top_scopes(tree)
+    for use in sharded:
+        branch = _branch_of(use.node, tops)
+        branches.setdefault(id(branch), set()).add(root(id(use)))
+    if any(len(roots) > 1 for roots in branches.values()):
         raise NotSupported(f"joining sharded tables {names} other than on their shard keys")
+
+
+def _branch_of(node: exp.Expression, tops: list[exp.Expression]) -> exp.Expression | None:
+    """The top scope (UNION branch or the statement) a node belongs to."""
+    ids = {id(top) for top in tops}
+    current: exp.Expression | None = node
+    while current is not None and id(current) not in ids:
+        current = current.parent
+    return current
 
 
 def is_driven(tree: exp.Expression, tables: Tables) -> bool:

@@ -60,6 +60,15 @@ class Logging:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds on what one statement may cost the proxy."""
+
+    # Rows a cross-shard merge may hold in memory at once (groups, DISTINCT keys, rows to
+    # sort, rows read ahead); a statement needing more ends with error 1104.
+    max_merge_rows: int = 1_000_000
+
+
+@dataclass(frozen=True)
 class User:
     name: str
     password: str = field(repr=False)
@@ -157,6 +166,7 @@ class Config:
     transactions: Transactions = field(default_factory=Transactions)
     http: HttpEndpoint | None = None  # None: no HTTP endpoints
     logging: Logging = field(default_factory=Logging)
+    limits: Limits = field(default_factory=Limits)
 
     def database(self, name: str) -> Database | None:
         return self.databases.get(name)

@@ -26,6 +26,7 @@ from router.config import (
     Database,
     DataNode,
     HttpEndpoint,
+    Limits,
     Listener,
     Logging,
     PoolSize,
@@ -37,7 +38,17 @@ from router.config import (
 )
 from router.errors import ConfigError
 
-_TOP_KEYS = ("listen", "users", "backends", "databases", "transactions", "http", "logging")
+_TOP_KEYS = (
+    "listen",
+    "users",
+    "backends",
+    "databases",
+    "transactions",
+    "http",
+    "logging",
+    "limits",
+)
+_LIMITS_KEYS = ("max_merge_rows",)
 _HTTP_KEYS = ("host", "port")
 _LOGGING_KEYS = ("format", "level", "slow_query_ms")
 _LOG_FORMATS = ("text", "json")
@@ -352,6 +363,7 @@ class _Loader:
         )
         http = self.http(entries["http"][1]) if "http" in entries else None
         logging = self.logging(entries["logging"][1]) if "logging" in entries else Logging()
+        limits = self.limits(entries["limits"][1]) if "limits" in entries else Limits()
         return Config(
             listen,
             users,
@@ -361,7 +373,18 @@ class _Loader:
             transactions,
             http=http,
             logging=logging,
+            limits=limits,
         )
+
+    def limits(self, node: Node) -> Limits:
+        entries = self.mapping(node, "limits")
+        if entries is None:
+            return Limits()
+        self.check_keys(entries, node, "limits", _LIMITS_KEYS)
+        rows = Limits().max_merge_rows
+        if "max_merge_rows" in entries:
+            rows = self.integer(entries["max_merge_rows"][1], "limits.max_merge_rows", 1) or rows
+        return Limits(rows)
 
     def http(self, node: Node) -> HttpEndpoint | None:
         entries = self.mapping(node, "http")

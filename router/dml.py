@@ -7,6 +7,7 @@ the planner can cache it by statement shape.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from sqlglot import exp
 
@@ -37,6 +38,7 @@ from router.route import (
     shard_targets,
     target_on_backend,
 )
+from router.scatter import plan_scatter_read
 from router.session_values import session_call_edits
 from router.template import Template
 
@@ -101,7 +103,13 @@ def plan_dml(
     modified = _modified(tree, tables) if is_write else []
     template = Template.build(text, rewriter.edits)
     if tables.sharded:
-        return _plan_sharded(tree, tables, rewriter.refs, template, values, modified)
+        route = _plan_sharded(tree, tables, rewriter.refs, template, values, modified)
+        if is_write or route.single_shard_reason is not None:
+            return route
+        scatter = plan_scatter_read(tree, text, slots, tables, rewriter.edits)
+        if isinstance(scatter, str):
+            return replace(route, single_shard_reason=scatter)
+        return replace(route, scatter=scatter)
     return _plan_unsharded(tables, rewriter.refs, template, modified, is_write, session)
 
 

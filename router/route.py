@@ -15,6 +15,7 @@ from router.errors import NotSupported
 from router.plan import QueryPlan, Route, Unit
 from router.predicates import UNKNOWN, Bindings, Condition, Source
 from router.rewrite import render_name
+from router.scatter import ScatterRead
 from router.template import Template
 
 
@@ -114,6 +115,8 @@ class ShardedRoute:
     is_write: bool = False
     # Set when running on several shards would give a wrong result (the reason, for the error).
     single_shard_reason: str | None = None
+    # Reads: the per-shard statement and the merge, used when several shards are chosen.
+    scatter: ScatterRead | None = None
 
     def instantiate(self, bindings: Bindings) -> QueryPlan:
         shards = None if self.condition is None else self.condition.shards(self.algorithm, bindings)
@@ -132,6 +135,13 @@ class ShardedRoute:
         texts = bindings.texts
         template = self.template
         targets = self.targets
+        if self.scatter is not None and len(chosen) > 1:
+            scatter = self.scatter
+            texts = scatter.texts(bindings)
+            units = tuple(
+                _unit(targets[i], scatter.template.render(texts, targets[i].names)) for i in chosen
+            )
+            return QueryPlan(units, route, self.is_write, merge=scatter.bind(bindings))
         units = tuple(_unit(targets[i], template.render(texts, targets[i].names)) for i in chosen)
         return QueryPlan(units, route, self.is_write)
 

@@ -2,19 +2,29 @@
 
 A cached plan keeps one template per statement part; a cache hit only joins strings: each
 literal slot gets the client's own literal text back, each table slot the physical table name of
-the data node the unit runs on.
+the data node the unit runs on. A few parts are computed from literal slots (a per-shard LIMIT
+of offset + count): those are objects with a `render(texts)` method.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from router.errors import NotSupported
 
-# A template part: text, a literal slot (int >= 0) or a table slot j (stored as ~j, i.e. < 0).
-Part = str | int
-# An edit of the statement text: replace text[start:end] with a part.
-Edit = tuple[int, int, Part]
+
+class Computed(Protocol):
+    """A template part whose text is computed from the statement's literal slot texts."""
+
+    def render(self, texts: tuple[str, ...]) -> str: ...
+
+
+# A template part: text, a literal slot (int >= 0), a table slot j (stored as ~j, i.e. < 0),
+# or a part computed from literal slots.
+Part = str | int | Computed
+# An edit of the statement text: replace text[start:end] with a part or a sequence of parts.
+Edit = tuple[int, int, Part | tuple[Part, ...]]
 
 
 def table_part(ref: int) -> int:
@@ -32,18 +42,23 @@ class Template:
     def build(
         cls, text: str, edits: list[Edit], start: int = 0, end: int | None = None
     ) -> Template:
-        """The template for text[start:end], with the edits that fall inside that range."""
+        """The template for text[start:end], with the edits that fall inside that range.
+
+        An insertion (start == end) at the very end of the range is included too.
+        """
         end = len(text) if end is None else end
         parts: list[Part] = []
         pos = start
-        for edit_start, edit_end, part in sorted(e for e in edits if start <= e[0] < end):
+        inside = (e for e in edits if start <= e[0] < end or e[0] == e[1] == end > start)
+        for edit_start, edit_end, part in sorted(inside, key=lambda e: (e[0], e[1])):
             if edit_start < pos or edit_end > end:
                 raise NotSupported(f"this statement form (overlapping rewrites at {edit_start})")
             _add_text(parts, text[pos:edit_start])
-            if isinstance(part, str):
-                _add_text(parts, part)
-            else:
-                parts.append(part)
+            for piece in part if isinstance(part, tuple) else (part,):
+                if isinstance(piece, str):
+                    _add_text(parts, piece)
+                else:
+                    parts.append(piece)
             pos = edit_end
         _add_text(parts, text[pos:end])
         return cls(tuple(parts))
@@ -54,10 +69,10 @@ class Template:
         for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
-            elif part >= 0:
-                out.append(texts[part])
+            elif isinstance(part, int):
+                out.append(texts[part] if part >= 0 else names[~part])
             else:
-                out.append(names[~part])
+                out.append(part.render(texts))
         return "".join(out)
 
 

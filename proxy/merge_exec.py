@@ -1,0 +1,574 @@
+"""Runs reads whose rows the proxy merges (plans whose merge is not Concat).
+
+Units run in parallel, each on its own connection; units that share a connection (inside a
+transaction, where each backend has one pinned connection) run in turn, and a unit whose rows
+are still needed when the next one must start is read ahead into memory. Rows are read lazily,
+one packet at a time, decoded only where the merge looks at them (sort and group keys,
+aggregates), fed to router.merge, and the merged rows are encoded for the client.
+
+The column definitions the client sees are the units' own (first unit) for its visible
+columns: MySQL computed them for exactly these expressions (SUM of an INT is a DECIMAL, COUNT a
+BIGINT, AVG's scale...), and the values the proxy computes are formatted to match them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import struct
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from proxy import packets as p
+from proxy.backend import BackendConnection
+from proxy.channel import ClientChannel
+from proxy.executor import Outcome, ResultReader, Sender, send_query
+from proxy.names import NameMap
+from router.errors import NotSupported, ProxyError
+from router.merge import Budget, ColumnInfo, Merger
+from router.plan import (
+    Aggregate,
+    Col,
+    Concat,
+    CountDistinct,
+    Distinct,
+    Filter,
+    GroupConcat,
+    Key,
+    Limit,
+    Merge,
+    MergeSort,
+    MinMax,
+    Op,
+    Project,
+    QueryPlan,
+    Sort,
+)
+from router.values import UnsignedInt, format_decimal, format_double
+
+DEFAULT_MAX_MERGE_ROWS = 1_000_000
+
+# Column types (protocol "Column Types").
+_INTEGERS = frozenset({0x01, 0x02, 0x03, 0x08, 0x09, 0x0D})
+_DECIMALS = frozenset({0x00, 0xF6})
+_FLOAT, _DOUBLE = 0x04, 0x05
+_TIME = 0x0B
+_TEMPORAL = frozenset({0x07, 0x0A, 0x0C, 0x0E})
+_BIT = 0x10
+_NOT_FIXED_DEC = 31  # decimals of a DOUBLE printed with as many digits as it needs
+UNSIGNED_FLAG = 0x20
+ZEROFILL_FLAG = 0x40
+
+
+# --- values that keep their original text -------------------------------------------------------
+
+
+class RawFloat(float):
+    """A FLOAT/DOUBLE as a backend sent it: compared as a number, sent back byte for byte."""
+
+    __slots__ = ("raw",)
+    raw: bytes
+
+
+class RawInt(UnsignedInt):
+    """A ZEROFILL or BIT integer: compared as a number, sent back as the backend wrote it."""
+
+    raw: bytes
+
+
+class TimeValue(int):
+    """A TIME value as signed microseconds, with its original encoding."""
+
+    raw: bytes
+
+
+def column_info(payload: bytes) -> ColumnInfo:
+    """The merge's view of a column definition payload."""
+    pos = 0
+    for _ in range(6):
+        length, pos = p.read_lenenc_int(payload, pos)
+        pos += length or 0
+    pos += 1  # length of the fixed fields (0x0c)
+    collation, _length, kind, flags, decimals = struct.unpack_from("<HIBHB", payload, pos)
+    return ColumnInfo(kind, collation, flags, decimals)
+
+
+# --- text protocol --------------------------------------------------------------------------
+
+
+def decode_text(raw: bytes, info: ColumnInfo) -> object:
+    """A text-protocol value as the merge compares and computes with it."""
+    kind = info.type
+    if kind in _INTEGERS:
+        if info.flags & ZEROFILL_FLAG:
+            value = RawInt(int(raw))
+            value.raw = raw
+            return value
+        return UnsignedInt(int(raw)) if info.flags & UNSIGNED_FLAG else int(raw)
+    if kind in _DECIMALS:
+        return Decimal(raw.decode("ascii"))
+    if kind in (_FLOAT, _DOUBLE):
+        number = RawFloat(raw)
+        number.raw = raw
+        return number
+    if kind == _TIME:
+        text = raw.decode("ascii")
+        negative = text.startswith("-")
+        hours, minutes, seconds = text.lstrip("-").split(":")
+        whole, _, fraction = seconds.partition(".")
+        micros = ((int(hours) * 60 + int(minutes)) * 60 + int(whole)) * 1_000_000
+        micros += int((fraction + "000000")[:6]) if fraction else 0
+        value = TimeValue(-micros if negative else micros)
+        value.raw = raw
+        return value
+    if kind == _BIT:
+        value = RawInt(int.from_bytes(raw, "big"))
+        value.raw = raw
+        return value
+    return raw  # strings, temporal values (fixed-width text: compares in time order), JSON
+
+
+def encode_text_value(value: object, info: ColumnInfo) -> bytes | None:
+    """A merged value as the text protocol writes it for this column (None: NULL)."""
+    if value is None or isinstance(value, bytes):
+        return value  # type: ignore[return-value]
+    raw = getattr(value, "raw", None)
+    if raw is not None:
+        return raw
+    if isinstance(value, float):
+        if info.type in (_FLOAT, _DOUBLE) and info.decimals < _NOT_FIXED_DEC:
+            return f"{value:.{info.decimals}f}".encode()
+        return format_double(value)
+    if isinstance(value, Decimal):
+        if info.type in _INTEGERS:
+            return str(int(value)).encode()
+        return format_decimal(value, info.decimals)
+    if isinstance(value, int):
+        if info.type in _DECIMALS and info.decimals:
+            return format_decimal(value, info.decimals)
+        if info.type in (_FLOAT, _DOUBLE):
+            return format_double(float(value))
+        return str(value).encode()
+    raise NotSupported(f"sending a merged value of type {type(value).__name__}")
+
+
+def encode_text_row(values: Sequence[object], infos: Sequence[ColumnInfo]) -> bytes:
+    """A text-protocol row payload: the one place merged rows are encoded for the client.
+
+    (A binary-protocol encoder for prepared statements would sit beside this one.)
+    """
+    parts = []
+    for value, info in zip(values, infos, strict=False):
+        data = encode_text_value(value, info)
+        parts.append(b"\xfb" if data is None else p.lenenc_str(data))
+    return b"".join(parts)
+
+
+def decode_text_row(
+    payload: bytes, width: int, infos: Sequence[ColumnInfo], needed: Sequence[bool]
+) -> tuple[object, ...]:
+    values: list[object] = []
+    pos = 0
+    for i in range(width):
+        length, pos = p.read_lenenc_int(payload, pos)
+        if length is None:
+            values.append(None)
+            continue
+        raw = payload[pos : pos + length]
+        pos += length
+        values.append(decode_text(raw, infos[i]) if needed[i] else raw)
+    return tuple(values)
+
+
+# --- binary protocol (prepared statements) --------------------------------------------------
+
+_BINARY_INTS = {0x01: ("<b", "<B"), 0x02: ("<h", "<H"), 0x0D: ("<h", "<H"), 0x03: ("<i", "<I")}
+_BINARY_INTS |= {0x09: ("<i", "<I"), 0x08: ("<q", "<Q")}
+
+
+class BinaryValue:
+    """A binary-protocol cell the merge never computes with: kept as its encoded bytes."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+
+def _binary_cell(payload: bytes, pos: int, kind: int) -> tuple[bytes, int]:
+    """(the cell's wire bytes, next position) of one non-NULL binary value."""
+    if kind in _BINARY_INTS:
+        size = struct.calcsize(_BINARY_INTS[kind][0])
+        return payload[pos : pos + size], pos + size
+    if kind == _FLOAT:
+        return payload[pos : pos + 4], pos + 4
+    if kind == _DOUBLE:
+        return payload[pos : pos + 8], pos + 8
+    if kind in _TEMPORAL or kind == _TIME:
+        size = payload[pos]
+        return payload[pos : pos + 1 + size], pos + 1 + size
+    length, start = p.read_lenenc_int(payload, pos)
+    return payload[pos : start + (length or 0)], start + (length or 0)
+
+
+def _decode_binary(cell: bytes, info: ColumnInfo) -> object:
+    kind = info.type
+    if kind in _BINARY_INTS:
+        signed, unsigned = _BINARY_INTS[kind]
+        is_unsigned = bool(info.flags & UNSIGNED_FLAG)
+        (number,) = struct.unpack(unsigned if is_unsigned else signed, cell)
+        value = RawInt(number)
+        value.raw = cell
+        return value if is_unsigned else _SignedRaw(number, cell)
+    if kind in (_FLOAT, _DOUBLE):
+        (number,) = struct.unpack("<f" if kind == _FLOAT else "<d", cell)
+        value = RawFloat(number)
+        value.raw = cell
+        return value
+    if kind == _TIME:
+        size = cell[0]
+        body = cell[1:] + bytes(12 - size)
+        negative, days, hours, minutes, seconds, micros = struct.unpack("<BIBBBI", body)
+        total = (((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1_000_000 + micros
+        value = TimeValue(-total if negative else total)
+        value.raw = cell
+        return value
+    if kind in _TEMPORAL:
+        size = cell[0]
+        body = cell[1:] + bytes(11 - size)
+        year, month, day, hour, minute, second, micros = struct.unpack("<HBBBBBI", body)
+        key = (year, month, day, hour, minute, second, micros)
+        return _Temporal(key, cell)
+    _, start = p.read_lenenc_int(cell, 0)
+    data = cell[start:]
+    if kind in _DECIMALS:
+        return Decimal(data.decode("ascii"))
+    if kind == _BIT:
+        value = RawInt(int.from_bytes(data, "big"))
+        value.raw = cell
+        return value
+    return _BinaryString(data, cell)
+
+
+class _SignedRaw(int):
+    raw: bytes
+
+    def __new__(cls, number: int, raw: bytes) -> _SignedRaw:
+        value = super().__new__(cls, number)
+        value.raw = raw
+        return value
+
+
+class _Temporal(tuple):
+    """A binary DATE/DATETIME/TIMESTAMP: compared as (year, ..., microsecond)."""
+
+    raw: bytes
+
+    def __new__(cls, key: tuple[int, ...], raw: bytes) -> _Temporal:
+        value = super().__new__(cls, key)
+        value.raw = raw
+        return value
+
+
+class _BinaryString(bytes):
+    """A binary-protocol string: its bytes, plus the length-prefixed cell to send back."""
+
+    raw: bytes
+
+    def __new__(cls, data: bytes, raw: bytes) -> _BinaryString:
+        value = super().__new__(cls, data)
+        value.raw = raw
+        return value
+
+
+def decode_binary_row(
+    payload: bytes, width: int, infos: Sequence[ColumnInfo], needed: Sequence[bool]
+) -> tuple[object, ...]:
+    null_bytes = (width + 7 + 2) // 8
+    bitmap = payload[1 : 1 + null_bytes]
+    pos = 1 + null_bytes
+    values: list[object] = []
+    for i in range(width):
+        bit = i + 2
+        if bitmap[bit >> 3] & (1 << (bit & 7)):
+            values.append(None)
+            continue
+        cell, pos = _binary_cell(payload, pos, infos[i].type)
+        values.append(_decode_binary(cell, infos[i]) if needed[i] else BinaryValue(cell))
+    return tuple(values)
+
+
+def encode_binary_value(value: object, info: ColumnInfo) -> bytes:
+    """A merged value as a binary-protocol cell of this column's type."""
+    raw = getattr(value, "raw", None)
+    if raw is not None:
+        return raw
+    kind = info.type
+    if isinstance(value, bytes):
+        return p.lenenc_str(value)
+    if kind in _BINARY_INTS:
+        signed, unsigned = _BINARY_INTS[kind]
+        number = int(value)  # type: ignore[call-overload]
+        return struct.pack(
+            unsigned if number >= 0 and info.flags & UNSIGNED_FLAG else signed, number
+        )
+    if kind in (_FLOAT, _DOUBLE):
+        return struct.pack("<f" if kind == _FLOAT else "<d", float(value))  # type: ignore[arg-type]
+    text = encode_text_value(value, info)
+    assert text is not None
+    return p.lenenc_str(text)
+
+
+def encode_binary_row(values: Sequence[object], infos: Sequence[ColumnInfo]) -> bytes:
+    """A binary-protocol row payload (prepared statements)."""
+    width = len(infos)
+    bitmap = bytearray((width + 7 + 2) // 8)
+    parts = []
+    for i, (value, info) in enumerate(zip(values, infos, strict=False)):
+        if value is None:
+            bit = i + 2
+            bitmap[bit >> 3] |= 1 << (bit & 7)
+        else:
+            parts.append(encode_binary_value(value, info))
+    return b"\x00" + bytes(bitmap) + b"".join(parts)
+
+
+# --- unit streams ---------------------------------------------------------------------------
+
+
+class _Lane:
+    """One backend connection; the unit currently reading from it."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active: _UnitStream | None = None
+
+
+class _UnitStream:
+    """One unit's result: started when first needed, rows read one packet at a time."""
+
+    def __init__(
+        self, conn: BackendConnection, unit: object, names: NameMap, lane: _Lane, send: Sender
+    ):
+        self.conn = conn
+        self.unit = unit
+        self.lane = lane
+        self.send = send
+        self.reader = ResultReader(conn, names)
+        self.started = False
+        self.ended = False
+        self.buffer: list[bytes] = []
+        self.warnings = 0
+
+    async def start(self) -> None:
+        """Send the unit and read its head (column definitions)."""
+        if self.started:
+            return
+        active = self.lane.active
+        if active is not None and active is not self:
+            await active.read_ahead()
+        self.lane.active = self
+        self.started = True
+        await self.send(self.conn, self.unit)  # type: ignore[arg-type]
+        await self.reader.read_head()
+        if self.reader.error is not None:
+            self.ended = True
+            self._release()
+            raise self.reader.error
+        if self.reader.ok is not None:
+            self.ended = True
+            self._release()
+            raise NotSupported("merging a statement that returns no rows on some shard")
+
+    async def _read(self) -> bytes | None:
+        payload = await self.conn.read_packet()
+        if payload[:1] == b"\xfe" and len(payload) < 9:
+            self.warnings, _ = p.eof_status(payload)
+            self.reader.done = True
+            self._release()
+            return None
+        if payload[:1] == b"\xff":
+            self.reader.done = True
+            self._release()
+            raise self.reader._error(payload)
+        return payload
+
+    async def next(self, budget: Budget) -> bytes | None:
+        """The next row payload, or None at the end."""
+        if self.buffer:
+            budget.give()
+            return self.buffer.pop()
+        if self.ended:
+            return None
+        await self.start()
+        payload = await self._read()
+        if payload is None:
+            self.ended = True
+        return payload
+
+    async def read_ahead(self, budget: Budget | None = None) -> None:
+        """Read the rest of this unit into memory: its connection is needed for another."""
+        budget = budget or self.budget
+        rows = []
+        while not self.ended:
+            payload = await self._read()
+            if payload is None:
+                self.ended = True
+                break
+            budget.take()
+            rows.append(payload)
+        rows.reverse()
+        self.buffer = rows + self.buffer
+
+    budget: Budget
+
+    def _release(self) -> None:
+        if self.lane.active is self:
+            self.lane.active = None
+
+
+def _needed_columns(plan: Merge, width: int) -> list[bool]:
+    """Which columns the merge looks at (the rest stay undecoded bytes)."""
+    needed = [False] * width
+
+    def mark(index: int | None) -> None:
+        if index is not None:
+            needed[index] = True
+
+    def key(k: Key) -> None:
+        mark(k.column)
+        mark(k.weight)
+
+    def expr(e: object) -> None:
+        if isinstance(e, Col):
+            mark(e.index)
+        elif isinstance(e, Op):
+            for arg in e.args:
+                expr(arg)
+
+    node: object = plan
+    while node is not None and not isinstance(node, Concat):
+        if isinstance(node, MergeSort | Sort):
+            for sort_key in node.keys:
+                key(sort_key.key)
+        elif isinstance(node, Distinct):
+            for k in node.keys:
+                key(k)
+        elif isinstance(node, Aggregate):
+            for k in node.group:
+                key(k)
+            for index, rule in node.rules:
+                mark(index)
+                if isinstance(rule, MinMax):
+                    key(rule.key)
+                elif isinstance(rule, CountDistinct):
+                    for k in rule.keys:
+                        key(k)
+                elif isinstance(rule, GroupConcat):
+                    mark(rule.max_len)
+                elif hasattr(rule, "expr"):
+                    expr(rule.expr)
+        elif isinstance(node, Filter):
+            expr(node.condition)
+        node = getattr(node, "source", None)
+        if isinstance(node, Limit | Project):
+            continue
+    return needed
+
+
+def _hidden(plan: Merge) -> int:
+    return plan.hidden if isinstance(plan, Project) else 0
+
+
+async def merge_reads(
+    conns: Sequence[BackendConnection],
+    plan: QueryPlan,
+    channel: ClientChannel,
+    names: NameMap,
+    status: int,
+    send: Sender = send_query,
+    max_rows: int = DEFAULT_MAX_MERGE_ROWS,
+) -> Outcome:
+    """Run a read plan's units (unit i on conns[i]) and send the merged result."""
+    lanes: dict[int, _Lane] = {}
+    budget = Budget(max_rows)
+    streams = []
+    for conn, unit in zip(conns, plan.units, strict=True):
+        lane = lanes.setdefault(id(conn), _Lane())
+        stream = _UnitStream(conn, unit, names, lane, send)
+        stream.budget = budget
+        streams.append(stream)
+    binary = send is not send_query
+    header_sent = False
+    try:
+        # The first unit of every connection starts now, in parallel: an error on any shard
+        # becomes a clean ERR before anything is sent.
+        firsts = {}
+        for stream in streams:
+            firsts.setdefault(id(stream.conn), stream)
+        await asyncio.gather(*(s.start() for s in firsts.values()))
+        head = streams[0].reader
+        infos = [column_info(payload) for payload in head.columns]
+        width = len(infos)
+        visible = width - _hidden(plan.merge)
+        if visible <= 0:
+            raise NotSupported("this statement's columns across several shards")
+        merger = Merger(plan.merge, infos, len(streams), budget)
+        needed = _needed_columns(plan.merge, width)
+        decode: Callable[..., tuple[object, ...]] = decode_binary_row if binary else decode_text_row
+        encode = encode_binary_row if binary else encode_text_row
+        visible_infos = infos[:visible]
+
+        def emit(rows: list[tuple[object, ...]]) -> None:
+            nonlocal header_sent
+            if not header_sent:
+                channel.send(p.lenenc_int(visible))
+                for column in head.columns[:visible]:
+                    channel.send(column)
+                channel.send(p.with_eof_status(head.column_eof, status))
+                header_sent = True
+            for row in rows:
+                channel.send(encode(row, visible_infos))
+
+        while (index := merger.need()) is not None:
+            payload = await streams[index].next(budget)
+            row = None if payload is None else decode(payload, width, infos, needed)
+            out = merger.feed(index, row)
+            if out:
+                emit(out)
+                await channel.flush()
+        emit(merger.finish())
+        warnings = sum(s.warnings for s in streams)
+        channel.send(p.eof_packet(status, warnings))
+        return Outcome(warnings=warnings, is_result_set=True)
+    except ProxyError as error:
+        if not header_sent:
+            raise
+        channel.send_error(error.code, error.sqlstate, error.message)
+        return Outcome(is_result_set=True)
+    finally:
+        await _finish(streams)
+
+
+async def _finish(streams: Sequence[_UnitStream]) -> None:
+    """Leave every connection clean: read the rest of started units; others never ran."""
+    for stream in streams:
+        if stream.started and not stream.reader.done and not stream.conn.broken:
+            try:
+                await stream.reader.drain()
+            except ProxyError:
+                stream.conn.broken = True
+
+
+__all__ = [
+    "DEFAULT_MAX_MERGE_ROWS",
+    "column_info",
+    "decode_text",
+    "encode_binary_row",
+    "encode_text_row",
+    "merge_reads",
+]
+
+# Referenced for type checkers only.
+_ = datetime

@@ -1,0 +1,1550 @@
+"""Planning reads that run on several shards: what each shard runs, and how the proxy merges.
+
+The per-shard statement is the client's own text with a few edits (the same template machinery
+as every other route, so a cached plan takes new literal values):
+  * hidden columns appended to the select list: sort and group keys that are not selected,
+    WEIGHT_STRING() of every string key, the SUM and COUNT an AVG is made of, the partial
+    aggregates inside expressions, @@div_precision_increment and @@group_concat_max_len;
+  * `LIMIT o, n` becomes `LIMIT o+n` (computed from the literal slots when the plan is used);
+  * for grouping across shards: ORDER BY, LIMIT and the aggregate parts of HAVING go (the proxy
+    applies them to the merged groups), and COUNT(DISTINCT x) adds x to the GROUP BY.
+The merge is a small tree of router.plan primitives that router.merge runs.
+
+A statement whose shards can't be merged into the answer one server would give gets a reason
+instead, and is refused with 1235 when it would run on more than one shard. Shapes:
+  * rows that each live on one shard (no grouping, grouping by the shard key, DISTINCT over
+    the shard key, window functions partitioned by it): concatenated or merge-sorted, then
+    DISTINCT, LIMIT;
+  * grouping across shards: per-shard partial aggregates merged per group, then HAVING,
+    ORDER BY, LIMIT;
+  * UNION [ALL] whose branches each stay within shards, run per shard inside a CTE;
+  * subqueries and derived tables only where their rows stay within one shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.dialects.mysql import MySQL
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import Token, TokenType
+
+from router.analyze import (
+    KeyResolver,
+    Tables,
+    ValueReader,
+    conjuncts,
+    is_nullable,
+    scope_of,
+    top_scopes,
+)
+from router.errors import NotSupported, ParseError
+from router.literals import literal_value, render_param
+from router.plan import (
+    Aggregate,
+    BitAgg,
+    Col,
+    Computed,
+    Concat,
+    Count,
+    CountDistinct,
+    Distinct,
+    Expr,
+    Filter,
+    GroupConcat,
+    Key,
+    Limit,
+    Lit,
+    Merge,
+    MergeSort,
+    MinMax,
+    Op,
+    Param,
+    Project,
+    Rule,
+    Sort,
+    SortKey,
+    Sum,
+)
+from router.predicates import UNKNOWN, Bindings, Const, Slot
+from router.template import Edit, Part, Template
+
+_HINT = re.compile(
+    r"""`[^`]*+(?:``[^`]*+)*+`|'(?:[^'\\]|\\.|'')*+'|"(?:[^"\\]|\\.|"")*+"|/\*\+.*?\*/""", re.S
+)
+# MySQL's aggregate functions, for those sqlglot reads as anonymous functions.
+_AGGREGATE_NAMES = frozenset(
+    {
+        "AVG",
+        "BIT_AND",
+        "BIT_OR",
+        "BIT_XOR",
+        "COUNT",
+        "GROUP_CONCAT",
+        "JSON_ARRAYAGG",
+        "JSON_OBJECTAGG",
+        "MAX",
+        "MIN",
+        "STD",
+        "STDDEV",
+        "STDDEV_POP",
+        "STDDEV_SAMP",
+        "SUM",
+        "VARIANCE",
+        "VAR_POP",
+        "VAR_SAMP",
+    }
+)
+_SELECT_MODIFIERS = frozenset(
+    {
+        "ALL",
+        "DISTINCT",
+        "DISTINCTROW",
+        "HIGH_PRIORITY",
+        "STRAIGHT_JOIN",
+        "SQL_SMALL_RESULT",
+        "SQL_BIG_RESULT",
+        "SQL_BUFFER_RESULT",
+        "SQL_CACHE",
+        "SQL_NO_CACHE",
+    }
+)
+# Clause keywords that end the previous clause of a SELECT (at parenthesis depth 0).
+_CLAUSES = {
+    TokenType.FROM: "from",
+    TokenType.WHERE: "where",
+    TokenType.GROUP_BY: "group",
+    TokenType.HAVING: "having",
+    TokenType.WINDOW: "window",
+    TokenType.ORDER_BY: "order",
+    TokenType.LIMIT: "limit",
+    TokenType.FOR: "for",
+    TokenType.LOCK: "lock",
+    TokenType.INTO: "into",
+    TokenType.UNION: "union",
+    TokenType.EXCEPT: "union",
+    TokenType.INTERSECT: "union",
+}
+_SORTS_AS_NUMBER = (
+    exp.Count,
+    exp.Sum,
+    exp.Avg,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.IntDiv,
+    exp.Mod,
+    exp.Neg,
+    exp.Predicate,
+    exp.Connector,
+    exp.Not,
+    exp.BitwiseAndAgg,
+    exp.BitwiseOrAgg,
+    exp.BitwiseXorAgg,
+)
+_BINARY_OPS: dict[type[exp.Expression], str] = {
+    exp.Add: "+",
+    exp.Sub: "-",
+    exp.Mul: "*",
+    exp.IntDiv: "DIV",
+    exp.Mod: "%",
+    exp.EQ: "=",
+    exp.NEQ: "<>",
+    exp.GT: ">",
+    exp.GTE: ">=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.NullSafeEQ: "<=>",
+    exp.And: "AND",
+    exp.Or: "OR",
+    exp.Xor: "XOR",
+}
+DIV_INCREMENT = "@@div_precision_increment"
+GROUP_CONCAT_MAX_LEN = "@@group_concat_max_len"
+
+
+class _Refused(Exception):
+    """Planning found a shape it can't merge exactly; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSum:
+    """Template part: the per-shard row count `offset + count` of `LIMIT offset, count`."""
+
+    offset: int | None  # literal slot, None for no offset
+    count: int
+
+    def render(self, texts: tuple[str, ...]) -> str:
+        total = 0
+        for slot in (self.offset, self.count):
+            if slot is None:
+                continue
+            value = literal_value(texts[slot])
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParseError(
+                    "You have an error in your SQL syntax; LIMIT takes integer literals "
+                    f"(near '{texts[slot]}')"
+                )
+            total += value
+        return str(total)
+
+
+@dataclass(frozen=True)
+class ScatterRead:
+    """How a read runs on several shards: the per-shard template and the merge."""
+
+    template: Template
+    merge: Merge
+    has_params: bool
+
+    def texts(self, bindings: Bindings) -> tuple[str, ...]:
+        """Slot texts for rendering the template: a LIMIT taken from prepared-statement
+        parameters is computed here, so its markers give way to the parameters' values."""
+        texts = bindings.texts
+        if not bindings.params:
+            return texts
+        limit_slots = {
+            slot
+            for part in self.template.parts
+            if isinstance(part, LimitSum)
+            for slot in (part.offset, part.count)
+            if slot is not None
+        }
+        if not limit_slots & bindings.params.keys():
+            return texts
+        filled = list(texts)
+        for slot in limit_slots & bindings.params.keys():
+            filled[slot] = render_param(bindings.params[slot])
+        return tuple(filled)
+
+    def bind(self, bindings: Bindings) -> Merge:
+        """The merge with this statement's literal values in place of its slots."""
+        if not self.has_params:
+            return self.merge
+        return _bind(self.merge, bindings)  # type: ignore[return-value]
+
+
+def _bind(node: object, bindings: Bindings) -> object:
+    if isinstance(node, Param):
+        value = Slot(node.slot, node.negate).resolve(bindings)
+        if value is UNKNOWN:
+            raise NotSupported("this literal in an expression merged across shards")
+        return Lit(value)
+    if isinstance(node, Limit):
+        source = _bind(node.source, bindings)
+        offset = _bind(node.offset, bindings)
+        count = _bind(node.count, bindings)
+        return Limit(source, _limit_value(offset), _limit_value(count))  # type: ignore[arg-type]
+    if isinstance(node, tuple):
+        return tuple(_bind(item, bindings) for item in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        changes = {}
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            bound = _bind(value, bindings)
+            if bound is not value:
+                changes[f.name] = bound
+        return dataclasses.replace(node, **changes) if changes else node
+    return node
+
+
+def _limit_value(value: object) -> int:
+    if isinstance(value, Lit):
+        value = value.value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ParseError(f"You have an error in your SQL syntax near LIMIT {value!r}")
+
+
+def _has_params(node: object) -> bool:
+    if isinstance(node, Param):
+        return True
+    if isinstance(node, tuple):
+        return any(_has_params(item) for item in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return any(_has_params(getattr(node, f.name)) for f in dataclasses.fields(node))
+    return False
+
+
+def plan_scatter_read(
+    tree: exp.Expression,
+    text: str,
+    slots: list[tuple[int, int]],
+    tables: Tables,
+    edits: list[Edit],
+) -> ScatterRead | str:
+    """The scatter plan of a SELECT over sharded tables, or why it can't be merged exactly."""
+    try:
+        tokens = _Tokens(text)
+        reason = check_scopes(tree, tables)
+        if reason is not None:
+            return reason
+        if isinstance(tree, exp.SetOperation):
+            return _UnionPlanner(tree, text, slots, tables, edits, tokens).plan()
+        if not isinstance(tree, exp.Select):
+            return "this statement form across several shards"
+        planner = _SelectPlanner(tree, text, slots, tables, edits, tokens, None)
+        if planner.star:
+            # The width is known only at run time: hidden columns count from the end.
+            hidden = len(planner.hidden)
+            planner = _SelectPlanner(tree, text, slots, tables, edits, tokens, hidden)
+        return planner.result()
+    except _Refused as refused:
+        return str(refused)
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+class _Tokens:
+    """The statement's tokens with their parenthesis depth, for finding clauses and spans."""
+
+    def __init__(self, text: str):
+        blanked = _HINT.sub(
+            lambda m: " " * len(m.group()) if m.group().startswith("/*+") else m.group(), text
+        )
+        try:
+            self.list: list[Token] = MySQL().tokenize(blanked)
+        except SqlglotError:
+            raise _Refused("this statement form across several shards") from None
+        self.by_start = {token.start: i for i, token in enumerate(self.list)}
+        self.depth: list[int] = []
+        depth = 0
+        for token in self.list:
+            if token.token_type is TokenType.R_PAREN:
+                depth -= 1
+            self.depth.append(depth)
+            if token.token_type is TokenType.L_PAREN:
+                depth += 1
+
+    def index(self, node: exp.Expression) -> int:
+        """The token index where a token-backed node starts."""
+        start = node.meta.get("start")
+        if start is None or start not in self.by_start:
+            raise _Refused("this statement form across several shards (can't locate a part)")
+        return self.by_start[start]
+
+    def closing(self, open_index: int) -> int:
+        """The index of the `)` matching the `(` at open_index."""
+        depth = self.depth[open_index]
+        for i in range(open_index + 1, len(self.list)):
+            if self.list[i].token_type is TokenType.R_PAREN and self.depth[i] == depth:
+                return i
+        raise _Refused("this statement form across several shards (unbalanced parentheses)")
+
+    def call_span(self, node: exp.Expression) -> tuple[int, int]:
+        """[start, end) text offsets of a function call `NAME(...)`."""
+        first = self.index(node)
+        if first + 1 >= len(self.list) or self.list[first + 1].token_type is not TokenType.L_PAREN:
+            raise _Refused("this statement form across several shards (a call without '(')")
+        last = self.closing(first + 1)
+        return self.list[first].start, self.list[last].end + 1
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        return self.list[first].start, self.list[last].end + 1
+
+
+def _split(tokens: _Tokens, first: int, end: int, depth: int) -> list[tuple[int, int]]:
+    """Token ranges [a, b] (inclusive) between depth-`depth` commas in tokens[first:end]."""
+    pieces = []
+    start = first
+    for i in range(first, end):
+        token = tokens.list[i]
+        if token.token_type is TokenType.COMMA and tokens.depth[i] == depth:
+            pieces.append((start, i - 1))
+            start = i + 1
+    pieces.append((start, end - 1))
+    return [(a, b) for a, b in pieces if a <= b]
+
+
+@dataclass
+class _Clauses:
+    """Where the clauses of one SELECT sit, as token indexes."""
+
+    select: int  # the SELECT keyword
+    depth: int
+    starts: dict[str, int]  # clause name -> index of its keyword
+    end: int  # index after the last token of this SELECT
+
+    def clause_end(self, name: str) -> int:
+        """Index after the last token of clause `name`."""
+        start = self.starts[name]
+        later = [i for i in self.starts.values() if i > start]
+        return min(later) if later else self.end
+
+
+def _clauses(tokens: _Tokens, select_index: int, end: int | None = None) -> _Clauses:
+    depth = tokens.depth[select_index]
+    starts: dict[str, int] = {}
+    stop = len(tokens.list) if end is None else end
+    for i in range(select_index + 1, stop):
+        if tokens.depth[i] < depth:
+            stop = i
+            break
+        if tokens.depth[i] != depth:
+            continue
+        name = _CLAUSES.get(tokens.list[i].token_type)
+        if name == "union":
+            stop = i
+            break
+        if name is not None and name not in starts:
+            starts[name] = i
+    return _Clauses(select_index, depth, starts, stop)
+
+
+# --- checks that apply to every shape -----------------------------------------------------------
+
+
+def is_aggregate(node: exp.Expression) -> bool:
+    if isinstance(node, exp.AggFunc):
+        return True
+    return isinstance(node, exp.Anonymous) and node.name.upper() in _AGGREGATE_NAMES
+
+
+def aggregates_in(node: exp.Expression) -> list[exp.Expression]:
+    """The aggregate calls of this scope in `node`: not inside subqueries or window functions."""
+    found = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, exp.Window | exp.Subquery | exp.Select) and current is not node:
+            continue
+        if is_aggregate(current) and not isinstance(current.parent, exp.Window):
+            found.append(current)
+            continue
+        stack.extend(current.iter_expressions())
+    return found
+
+
+def _windows_in(node: exp.Expression) -> list[exp.Window]:
+    found = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, exp.Subquery | exp.Select) and current is not node:
+            continue
+        if isinstance(current, exp.Window):
+            found.append(current)
+        stack.extend(current.iter_expressions())
+    return found
+
+
+def _key_uses(scope: exp.Expression, tables: Tables) -> list:
+    """Sharded tables of a scope whose rows its result can't do without."""
+    return [u for u in tables.in_scope(scope) if u.sharded and not is_nullable(u)]
+
+
+def _is_key_column(node: exp.Expression, tables: Tables, scope: exp.Expression) -> bool:
+    """Whether `node` is the shard key column of a non-nullable sharded table of `scope`."""
+    use = KeyResolver(tables).key_use(node.unnest())
+    return use is not None and use.scope is scope and not is_nullable(use)
+
+
+def _derived_bodies(scope: exp.Expression, tables: Tables) -> list[tuple[exp.Expression, bool]]:
+    """(body, nullable) of each derived table and CTE reference in `scope`'s FROM."""
+    bodies = []
+    for subquery in scope.find_all(exp.Subquery):
+        if isinstance(subquery.parent, exp.From | exp.Join) and scope_of(subquery) is scope:
+            join = subquery.parent
+            nullable = isinstance(join, exp.Join) and join.side in ("LEFT", "RIGHT", "FULL")
+            bodies.append((subquery.this, nullable))
+    for ref in tables.cte_refs:
+        body = tables.ctes.get(ref.name.lower())
+        if scope_of(ref) is scope and body is not None:
+            join = ref.parent
+            nullable = isinstance(join, exp.Join) and join.side in ("LEFT", "RIGHT", "FULL")
+            bodies.append((body, nullable))
+    return bodies
+
+
+def reads_sharded(node: exp.Expression, tables: Tables) -> bool:
+    """Whether a query's rows come from sharded tables (directly or through derived tables)."""
+    if isinstance(node, exp.SetOperation):
+        return reads_sharded(node.this, tables) or reads_sharded(node.expression, tables)
+    if isinstance(node, exp.Subquery):
+        return reads_sharded(node.this, tables)
+    if not isinstance(node, exp.Select):
+        return False
+    if any(use.sharded for use in tables.in_scope(node)):
+        return True
+    return any(reads_sharded(body, tables) for body, _ in _derived_bodies(node, tables))
+
+
+def driven(node: exp.Expression, tables: Tables) -> bool:
+    """Whether every row of a query comes from a row of a sharded table that lives on exactly
+    one shard (so running it on every shard neither duplicates nor invents rows)."""
+    if isinstance(node, exp.SetOperation):
+        return driven(node.this, tables) and driven(node.expression, tables)
+    if isinstance(node, exp.Subquery):
+        return driven(node.this, tables)
+    if not isinstance(node, exp.Select):
+        return False
+    if _key_uses(node, tables):
+        return True
+    return any(
+        not nullable and driven(body, tables) for body, nullable in _derived_bodies(node, tables)
+    )
+
+
+def _pinned(scope: exp.Expression, tables: Tables) -> bool:
+    """Whether a subquery is tied to one shard key value of an enclosing query's sharded table
+    (`WHERE inner.key = outer.key`): then all its rows live on the outer row's shard."""
+    resolver = KeyResolver(tables)
+    where = scope.args.get("where")
+    for condition in conjuncts(where.this if where is not None else None):
+        if not isinstance(condition, exp.EQ):
+            continue
+        left = resolver.key_use(condition.this.unnest())
+        right = resolver.key_use(condition.expression.unnest())
+        if left is None or right is None:
+            continue
+        if (left.scope is scope) != (right.scope is scope):
+            return True
+    return False
+
+
+def _predicate_context(scope: exp.Expression) -> bool:
+    """Whether a subquery only tests membership (IN / EXISTS): duplicates don't matter."""
+    parent = scope.parent
+    while isinstance(parent, exp.Subquery | exp.Paren):
+        parent = parent.parent
+    return isinstance(parent, exp.In | exp.Exists) or (
+        isinstance(scope.parent, exp.In) and scope.arg_key == "query"
+    )
+
+
+def check_scopes(tree: exp.Expression, tables: Tables) -> str | None:
+    """Why some part of the statement would be wrong run shard by shard, or None.
+
+    Every row of the result must come from exactly one shard, and every subquery, derived table
+    and CTE over sharded tables must see all of its rows inside one shard.
+    """
+    tops = top_scopes(tree)
+    for top in tops:
+        if not driven(top, tables):
+            if reads_sharded(top, tables):
+                return (
+                    "reading a sharded table on the optional side of an outer join "
+                    "across several shards"
+                )
+            return "a subquery or UNION over a sharded table across several shards"
+    top_ids = {id(top) for top in tops}
+    for node in tree.find_all(exp.In):
+        query = node.args.get("query")
+        if query is not None and isinstance(node.parent, exp.Not) and reads_sharded(query, tables):
+            return "NOT IN (subquery over a sharded table) across several shards"
+    for scope in tree.find_all(exp.Select):
+        if id(scope) in top_ids:
+            continue
+        if (
+            isinstance(scope.parent, exp.SetOperation)
+            and scope.parent.args.get("distinct") is not False
+            and reads_sharded(scope, tables)
+            and not _predicate_context(scope.parent)
+        ):
+            return "UNION (DISTINCT) of sharded rows inside a subquery across shards"
+        if not reads_sharded(scope, tables):
+            continue
+        if _pinned(scope, tables):
+            continue
+        keyed = any(
+            _is_key_column(item, tables, scope)
+            for item in (scope.args.get("group").expressions if scope.args.get("group") else [])
+        )
+        aggregated = scope.args.get("group") is not None or any(
+            aggregates_in(item) for item in scope.expressions
+        )
+        having = scope.args.get("having")
+        aggregated = aggregated or (having is not None and bool(aggregates_in(having)))
+        if aggregated and not keyed:
+            return "a subquery or derived table grouping sharded rows across several shards"
+        if scope.args.get("limit") is not None:
+            return "LIMIT in a subquery or derived table over sharded rows across several shards"
+        if (
+            scope.args.get("distinct") is not None
+            and not keyed
+            and not _predicate_context(scope)
+            and not any(_is_key_column(item, tables, scope) for item in scope.expressions)
+        ):
+            return "DISTINCT in a subquery or derived table over sharded rows across shards"
+        for window in _windows_in(scope):
+            if not _window_keyed(window, tables, scope):
+                return "a window function not partitioned by the shard key across several shards"
+    for cte in tree.find_all(exp.With):
+        if cte.args.get("recursive"):
+            return "WITH RECURSIVE over sharded tables across several shards"
+    return None
+
+
+def _window_keyed(window: exp.Window, tables: Tables, scope: exp.Expression) -> bool:
+    return any(
+        _is_key_column(item, tables, scope) for item in window.args.get("partition_by") or ()
+    )
+
+
+def _sorts_as_number(node: exp.Expression) -> bool:
+    """Whether a value is never a string, so comparing it needs no collation weight."""
+    node = node.unnest()
+    if isinstance(node, exp.Literal):
+        return not node.is_string
+    return isinstance(node, _SORTS_AS_NUMBER)
+
+
+def _star(select: exp.Select) -> bool:
+    return any(
+        isinstance(item, exp.Star)
+        or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
+        for item in select.expressions
+    )
+
+
+# --- one SELECT -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    """One select list item."""
+
+    node: exp.Expression  # without its alias
+    alias: str | None  # lower case
+    span: tuple[int, int] | None  # text of the expression, without the alias
+    column: int | None  # its column number, None if a `*` before it makes that unknown
+    alias_name: str | None = None  # the alias as written
+
+
+def _select_items(tokens: _Tokens, clauses: _Clauses, select: exp.Select) -> list[_Item]:
+    """The select list items of `select`, whose SELECT keyword and clauses are `clauses`."""
+    first = clauses.select + 1
+    while (
+        first < clauses.end
+        and tokens.list[first].text.upper() in _SELECT_MODIFIERS
+        and tokens.list[first].token_type is not TokenType.STRING
+    ):
+        first += 1
+    if "into" in clauses.starts and clauses.starts["into"] < clauses.starts.get("from", 0):
+        raise _Refused("SELECT ... INTO")
+    end = clauses.starts.get("from", clauses.starts.get("into", clauses.end))
+    pieces = _split(tokens, first, end, clauses.depth)
+    if len(pieces) != len(select.expressions):
+        raise _Refused("this select list form across several shards")
+    items = []
+    known = True
+    for position, ((a, b), node) in enumerate(zip(pieces, select.expressions, strict=True)):
+        alias = alias_name = None
+        last = b
+        if isinstance(node, exp.Alias):
+            alias_name = node.alias
+            alias = alias_name.lower()
+            last = b - 1
+            if last > a and tokens.list[last].token_type is TokenType.ALIAS:
+                last -= 1
+            node = node.this
+        if isinstance(node, exp.Star) or (
+            isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
+        ):
+            known = False
+        column = position if known else None
+        items.append(_Item(node, alias, tokens.span(a, last), column, alias_name))
+    return items
+
+
+class _SelectPlanner:
+    """Plans one top-level SELECT across shards (see the module docstring for the shapes)."""
+
+    def __init__(
+        self,
+        select: exp.Select,
+        text: str,
+        slots: list[tuple[int, int]],
+        tables: Tables,
+        edits: list[Edit],
+        tokens: _Tokens,
+        hidden_total: int | None,
+    ):
+        self.select = select
+        self.text = text
+        self.values = ValueReader(text, slots)
+        self.tables = tables
+        self.base_edits = edits
+        self.tokens = tokens
+        self.hidden_total = hidden_total
+        self.star = _star(select)
+        self.hidden: list[tuple[Part, ...]] = []
+        self.hidden_index: dict[tuple, int] = {}
+        self.edits: list[Edit] = []
+        self.removed: list[tuple[int, int]] = []  # spans whose base edits are replaced
+        select_index = self._select_token()
+        self.clauses = _clauses(tokens, select_index)
+        self.items = self._items()
+
+    # -- columns ---------------------------------------------------------------------------
+
+    def _column(self, hidden: int) -> int:
+        if self.hidden_total is None:
+            if self.star:
+                return -1 - hidden  # first pass: any distinct number
+            return len(self.items) + hidden
+        return hidden - self.hidden_total
+
+    def add_hidden(self, parts: tuple[Part, ...]) -> int:
+        """The column of a hidden select item (added once per distinct text)."""
+        key = tuple(repr(p) for p in parts)
+        if key not in self.hidden_index:
+            self.hidden_index[key] = len(self.hidden)
+            self.hidden.append(parts)
+        return self._column(self.hidden_index[key])
+
+    def copy(self, span: tuple[int, int]) -> tuple[Part, ...]:
+        """The statement text in `span` as template parts (literals and tables as slots)."""
+        return Template.build(self.text, self.base_edits, span[0], span[1]).parts
+
+    def hidden_copy(self, span: tuple[int, int]) -> int:
+        return self.add_hidden(self.copy(span))
+
+    def weight_of(self, node: exp.Expression, span: tuple[int, int] | None) -> int | None:
+        """A hidden WEIGHT_STRING() of an expression, unless it is never a string."""
+        if span is None or _sorts_as_number(node):
+            return None
+        return self.add_hidden(("WEIGHT_STRING(", *self.copy(span), ")"))
+
+    def variable(self, name: str) -> int:
+        return self.add_hidden((name,))
+
+    # -- locating the parts of the SELECT ----------------------------------------------------
+
+    def _select_token(self) -> int:
+        for i, token in enumerate(self.tokens.list):
+            if token.token_type is TokenType.SELECT and self.tokens.depth[i] == 0:
+                return i
+        raise _Refused("this statement form across several shards")
+
+    def _items(self) -> list[_Item]:
+        return _select_items(self.tokens, self.clauses, self.select)
+
+    def clause_span(self, name: str) -> tuple[int, int] | None:
+        """[start, end) of a whole clause, keyword included, up to the next clause."""
+        if name not in self.clauses.starts:
+            return None
+        start = self.tokens.list[self.clauses.starts[name]].start
+        end_index = self.clauses.clause_end(name)
+        end = (
+            self.tokens.list[end_index].start
+            if end_index < len(self.tokens.list)
+            else self._statement_end()
+        )
+        return start, end
+
+    def _statement_end(self) -> int:
+        return self.tokens.list[-1].end + 1 if self.tokens.list else len(self.text)
+
+    def clause_items(self, name: str, count: int) -> list[tuple[int, int]]:
+        """Text spans of the comma-separated items of ORDER BY / GROUP BY, without ASC/DESC."""
+        start = self.clauses.starts[name] + 1
+        end = self.clauses.clause_end(name)
+        if name == "group":
+            for i in range(start, end):
+                if (
+                    self.tokens.list[i].token_type is TokenType.WITH
+                    and self.tokens.depth[i] == self.clauses.depth
+                ):
+                    end = i
+                    break
+        pieces = _split(self.tokens, start, end, self.clauses.depth)
+        if len(pieces) != count:
+            raise _Refused(f"this {name.upper()} BY form across several shards")
+        spans = []
+        for a, b in pieces:
+            if b > a and self.tokens.list[b].token_type in (TokenType.ASC, TokenType.DESC):
+                b -= 1
+            spans.append(self.tokens.span(a, b))
+        return spans
+
+    def replace(self, span: tuple[int, int], parts: tuple[Part, ...] | str) -> None:
+        self.removed.append(span)
+        self.edits.append((span[0], span[1], parts))
+
+    # -- resolving references ----------------------------------------------------------------
+
+    def item_named(self, node: exp.Expression) -> _Item | None:
+        """The select item an ORDER BY / GROUP BY / HAVING expression names, if any: an
+        ordinal, an alias, or the same expression."""
+        node = node.unnest() if isinstance(node, exp.Paren) else node
+        if isinstance(node, exp.Literal) and not node.is_string:
+            try:
+                position = int(node.this)
+            except ValueError:
+                return None
+            if not 1 <= position <= len(self.items) and not self.star:
+                raise _Refused("an ORDER BY or GROUP BY position outside the select list")
+            if self.star:
+                # Positions count the columns `*` expands to; the type is known at run time
+                # only, so a string there is refused then (no weight to compare it by).
+                return _Item(exp.Null(), None, None, position - 1)
+            return self.items[position - 1]
+        if (
+            isinstance(node, exp.Column)
+            and not node.table
+            and isinstance(node.this, exp.Identifier)
+        ):
+            name = node.name.lower()
+            for item in self.items:
+                if item.alias == name:
+                    return item
+            for item in self.items:
+                if (
+                    item.alias is None
+                    and isinstance(item.node, exp.Column)
+                    and item.node.name.lower() == name
+                ):
+                    return item
+        for item in self.items:
+            if item.node == node:
+                return item
+        return None
+
+    def literal(self, node: exp.Expression) -> Expr:
+        """A literal (by its slot, so a cached plan takes new values) or NULL/TRUE/FALSE."""
+        source = self.values.source(node)
+        if isinstance(source, Slot):
+            return Param(source.index, source.negate)
+        if isinstance(source, Const):
+            return Lit(source.value)
+        raise _Refused(f"this literal in an expression merged across shards: {node.sql('mysql')}")
+
+    # -- shapes ----------------------------------------------------------------------------
+
+    def result(self) -> ScatterRead:
+        select = self.select
+        if select.args.get("group") is not None and select.args["group"].args.get("rollup"):
+            raise _Refused("GROUP BY ... WITH ROLLUP across several shards")
+        if select.args.get("into") is not None:
+            raise _Refused("SELECT ... INTO")
+        for modifier in ("SQL_CALC_FOUND_ROWS",):
+            if modifier in self.text.upper() and any(
+                t.text.upper() == modifier for t in self.tokens.list
+            ):
+                raise _Refused("SQL_CALC_FOUND_ROWS across several shards")
+        group = select.args.get("group")
+        group_nodes = list(group.expressions) if group is not None else []
+        having = select.args.get("having")
+        order = select.args.get("order")
+        aggregated = bool(group_nodes) or any(aggregates_in(item.node) for item in self.items)
+        aggregated = aggregated or (having is not None and bool(aggregates_in(having.this)))
+        if order is not None and not aggregated:
+            aggregated = any(aggregates_in(o.this) for o in order.expressions)
+        windows = [w for item in self.items for w in _windows_in(item.node)]
+        if order is not None:
+            windows += [w for o in order.expressions for w in _windows_in(o.this)]
+        for window in windows:
+            if not _window_keyed(window, self.tables, select):
+                raise _Refused(
+                    "a window function not partitioned by the shard key across several shards"
+                )
+        if aggregated and not self._grouped_by_key(group_nodes):
+            if windows:
+                raise _Refused("window functions over groups merged across several shards")
+            merge = self._global_aggregate(group_nodes)
+        else:
+            merge = self._row_local(group_nodes if aggregated else None)
+        if self.hidden:
+            insert_at = self.tokens.list[self.clauses.starts["from"]].start
+            parts: list[Part] = []
+            for hidden in self.hidden:
+                parts.append(", ")
+                parts.extend(hidden)
+            parts.append(" ")
+            self.edits.append((insert_at, insert_at, tuple(parts)))
+            merge = Project(merge, len(self.hidden))
+        template = self._template()
+        return ScatterRead(template, merge, _has_params(merge))
+
+    def _template(self) -> Template:
+        def kept(edit: Edit) -> bool:
+            return not any(a <= edit[0] and edit[1] <= b for a, b in self.removed)
+
+        edits = [e for e in self.base_edits if kept(e)] + self.edits
+        return Template.build(self.text, edits)
+
+    def _grouped_by_key(self, group_nodes: list[exp.Expression]) -> bool:
+        for node in group_nodes:
+            item = self.item_named(node) if isinstance(node, exp.Literal) else None
+            target = item.node if item is not None else node
+            if _is_key_column(target, self.tables, self.select):
+                return True
+        return False
+
+    def _distinct_is_local(self) -> bool:
+        """DISTINCT rows never repeat across shards when the select list has the shard key."""
+        for item in self.items:
+            node = item.node
+            if isinstance(node, exp.Star):
+                if any(True for _ in _key_uses(self.select, self.tables)):
+                    return True
+            elif isinstance(node, exp.Column) and isinstance(node.this, exp.Star):
+                use = self.tables.use_named(node, node.table.lower())
+                if use is not None and use.sharded and not is_nullable(use):
+                    return True
+            elif _is_key_column(node, self.tables, self.select):
+                return True
+        return False
+
+    def _limit(self, merge: Merge, per_shard: bool) -> Merge:
+        """Limit(offset, count) over `merge`; rewrites the units' LIMIT to offset+count, or
+        drops it when each unit must return all its rows."""
+        limit = self.select.args.get("limit")
+        span = self.clause_span("limit")
+        if limit is None:
+            return merge
+        if span is None:
+            raise _Refused("this LIMIT form across several shards")
+        offset_node = self.select.args.get("offset")
+        count = self.literal(limit.expression)
+        offset: Expr | int = 0
+        if offset_node is not None:
+            offset = self.literal(offset_node.expression)
+        if not isinstance(count, Param) or not isinstance(offset, Param | int):
+            raise _Refused("LIMIT without literal values across several shards")
+        if count.negate or (isinstance(offset, Param) and offset.negate):
+            raise _Refused("a negative LIMIT")
+        if per_shard:
+            offset_slot = offset.slot if isinstance(offset, Param) else None
+            self.replace(span, ("LIMIT ", LimitSum(offset_slot, count.slot), " "))
+        else:
+            self.replace(span, " ")
+        return Limit(merge, offset, count)
+
+    # rows that each live on one shard
+
+    def _row_local(self, group_nodes: list[exp.Expression] | None) -> Merge:
+        """No grouping, or grouping by the shard key: each unit's rows are final rows."""
+        select = self.select
+        order = select.args.get("order")
+        keys: list[SortKey] = []
+        if order is not None:
+            spans = self.clause_items("order", len(order.expressions))
+            for ordered, span in zip(order.expressions, spans, strict=True):
+                if isinstance(ordered.this, exp.Null):
+                    continue
+                keys.append(
+                    SortKey(self._row_key(ordered.this, span), bool(ordered.args.get("desc")))
+                )
+        elif group_nodes:
+            # MariaDB sorts grouped rows by the GROUP BY keys when there is no ORDER BY.
+            spans = self.clause_items("group", len(group_nodes))
+            for node, span in zip(group_nodes, spans, strict=True):
+                keys.append(SortKey(self._row_key(node, span)))
+        merge: Merge = MergeSort(tuple(keys)) if keys else Concat()
+        if select.args.get("distinct") is not None and not self._distinct_is_local():
+            if self.star:
+                raise _Refused("SELECT DISTINCT * across several shards")
+            distinct_keys = tuple(
+                Key(item.column, self.weight_of(item.node, item.span))  # type: ignore[arg-type]
+                for item in self.items
+            )
+            visible = {item.column for item in self.items}
+            if any(k.key.column not in visible for k in keys):
+                raise _Refused("SELECT DISTINCT ordered by a column it doesn't select")
+            merge = Distinct(merge, distinct_keys)
+        return self._limit(merge, per_shard=True)
+
+    def _row_key(self, node: exp.Expression, span: tuple[int, int]) -> Key:
+        item = self.item_named(node)
+        if item is not None:
+            if item.column is not None:
+                return Key(item.column, self.weight_of(item.node, item.span))
+            return Key(self.hidden_copy(item.span), self.weight_of(item.node, item.span))
+        if isinstance(node, exp.Literal) and not node.is_string:
+            raise _Refused("ORDER BY a constant across several shards")
+        return Key(self.hidden_copy(span), self.weight_of(node, span))
+
+    # grouping across shards
+
+    def _global_aggregate(self, group_nodes: list[exp.Expression]) -> Merge:
+        if self.star:
+            raise _Refused("SELECT * with GROUP BY or aggregates across several shards")
+        select = self.select
+        self.rules: dict[int, Rule] = {}
+        self.distinct_args: list[tuple[int, int]] = []
+        self.uses_division = False
+        # Group keys.
+        group_keys: list[Key] = []
+        group_spans = self.clause_items("group", len(group_nodes)) if group_nodes else []
+        for node, span in zip(group_nodes, group_spans, strict=True):
+            item = self.item_named(node)
+            if item is not None and not aggregates_in(item.node):
+                assert item.column is not None
+                group_keys.append(Key(item.column, self.weight_of(item.node, item.span)))
+            elif item is not None:
+                raise _Refused("GROUP BY an aggregate")
+            else:
+                group_keys.append(Key(self.hidden_copy(span), self.weight_of(node, span)))
+        # Select list.
+        for item in self.items:
+            assert item.column is not None
+            found = aggregates_in(item.node)
+            if not found:
+                continue
+            if item.node in found:
+                self._bare_aggregate(item.node, item.column, item.span)
+            else:
+                self.rules[item.column] = Computed(self._agg_expr(item.node))
+        # HAVING: aggregate conditions in the proxy, the others stay on the shards.
+        condition = self._having()
+        # ORDER BY, or the GROUP BY keys as MariaDB sorts groups by default.
+        order = select.args.get("order")
+        sort_keys: list[SortKey] = []
+        if order is not None:
+            spans = self.clause_items("order", len(order.expressions))
+            for ordered, span in zip(order.expressions, spans, strict=True):
+                if isinstance(ordered.this, exp.Null):
+                    continue
+                key = self._group_sort_key(ordered.this, span, group_keys)
+                sort_keys.append(SortKey(key, bool(ordered.args.get("desc"))))
+            self.replace(self.clause_span("order"), " ")  # type: ignore[arg-type]
+        else:
+            sort_keys = [SortKey(key) for key in group_keys]
+        if select.args.get("distinct") is not None and group_nodes:
+            visible = {item.column for item in self.items}
+            if not all(k.column in visible for k in group_keys):
+                raise _Refused("SELECT DISTINCT with GROUP BY keys it doesn't select")
+        if self.distinct_args:
+            self._extend_group_by(group_nodes)
+        if self.uses_division:
+            division = self.variable(DIV_INCREMENT)
+            self.rules = {
+                column: (
+                    Computed(_with_increment(rule.expr, division))
+                    if isinstance(rule, Computed)
+                    else rule
+                )
+                for column, rule in self.rules.items()
+            }
+        merge: Merge = Aggregate(
+            Concat(), tuple(group_keys), tuple(sorted(self.rules.items())), not group_nodes
+        )
+        if condition is not None:
+            if self.uses_division:
+                condition = _with_increment(condition, self.variable(DIV_INCREMENT))
+            merge = Filter(merge, condition)
+        if sort_keys:
+            merge = Sort(merge, tuple(sort_keys))
+        return self._limit(merge, per_shard=False)
+
+    def _bare_aggregate(self, node: exp.Expression, column: int, span: tuple[int, int]) -> None:
+        """The rule for a column that is exactly one aggregate call."""
+        rule = self._partial_rule(node, column, span)
+        if isinstance(rule, Expr):
+            self.rules[column] = Computed(rule)
+        else:
+            self.rules[column] = rule
+
+    def _partial_rule(
+        self, node: exp.Expression, column: int, span: tuple[int, int]
+    ) -> Rule | Expr:
+        """How the partial values of aggregate `node`, returned in `column`, merge."""
+        inner = node.this if isinstance(node, exp.AggFunc) else None
+        distinct = isinstance(inner, exp.Distinct)
+        if isinstance(node, exp.Count):
+            if not distinct:
+                return Count()
+            assert isinstance(inner, exp.Distinct)
+            keys = []
+            for arg in inner.expressions:
+                arg_span = self._arg_span(arg)
+                keys.append(Key(self.hidden_copy(arg_span), self.weight_of(arg, arg_span)))
+                self.distinct_args.append(arg_span)
+            return CountDistinct(tuple(keys))
+        if distinct:
+            raise _Refused(f"{_name(node)}(DISTINCT ...) across several shards")
+        if isinstance(node, exp.Sum):
+            return Sum()
+        if isinstance(node, exp.Min | exp.Max):
+            weight = self.weight_of(node, span)
+            return MinMax(Key(column, weight), isinstance(node, exp.Max))
+        if isinstance(node, exp.BitwiseAndAgg | exp.BitwiseOrAgg | exp.BitwiseXorAgg):
+            op = {exp.BitwiseAndAgg: "AND", exp.BitwiseOrAgg: "OR"}.get(type(node), "XOR")
+            return BitAgg(op)
+        if isinstance(node, exp.Avg):
+            call = self.tokens.call_span(node)
+            args = self.copy((self.tokens.list[self.tokens.index(node) + 2].start, call[1] - 1))
+            total = self.add_hidden(("SUM(", *args, ")"))
+            count = self.add_hidden(("COUNT(", *args, ")"))
+            self.rules[total] = Sum()
+            self.rules[count] = Count()
+            self.uses_division = True
+            return Op("/", (Col(total), Col(count)))
+        if isinstance(node, exp.GroupConcat):
+            if isinstance(node.this, exp.Order | exp.Distinct) or isinstance(
+                getattr(node.this, "this", None), exp.Distinct
+            ):
+                raise _Refused("GROUP_CONCAT with DISTINCT or ORDER BY across several shards")
+            separator_node = node.args.get("separator")
+            separator: Param | Lit = (
+                Lit(",") if separator_node is None else self._separator(separator_node)
+            )
+            return GroupConcat(separator, self.variable(GROUP_CONCAT_MAX_LEN))
+        raise _Refused(f"{_name(node)}() across several shards")
+
+    def _separator(self, node: exp.Expression) -> Param | Lit:
+        value = self.literal(node)
+        if not isinstance(value, Param | Lit):
+            raise _Refused("this GROUP_CONCAT separator across several shards")
+        return value
+
+    def _arg_span(self, node: exp.Expression) -> tuple[int, int]:
+        """The text of an aggregate's argument (a column or simple expression)."""
+        first, last = self._token_range(node)
+        return self.tokens.span(first, last)
+
+    def _token_range(self, node: exp.Expression) -> tuple[int, int]:
+        """First and last token of an expression, found from its token-backed parts."""
+        indexes = []
+        for part in node.walk():
+            start = part.meta.get("start") if isinstance(part, exp.Expression) else None
+            if start is not None and start in self.tokens.by_start:
+                index = self.tokens.by_start[start]
+                indexes.append(index)
+                if (
+                    isinstance(part, exp.Func)
+                    and index + 1 < len(self.tokens.list)
+                    and self.tokens.list[index + 1].token_type is TokenType.L_PAREN
+                ):
+                    indexes.append(self.tokens.closing(index + 1))
+        if not indexes or not isinstance(node, exp.Column | exp.Func | exp.Literal):
+            raise _Refused("this aggregate argument across several shards")
+        return min(indexes), max(indexes)
+
+    def _agg_column(self, node: exp.Expression) -> Expr:
+        """A hidden partial aggregate for an aggregate call inside an expression."""
+        span = self.tokens.call_span(node)
+        column = self.hidden_copy(span)
+        rule = self._partial_rule(node, column, span)
+        if isinstance(rule, Expr):
+            return rule
+        self.rules[column] = rule
+        return Col(column)
+
+    def _agg_expr(self, node: exp.Expression) -> Expr:
+        """An expression over aggregates as a merge expression over (hidden) columns."""
+        if isinstance(node, exp.Paren):
+            return self._agg_expr(node.this)
+        if is_aggregate(node):
+            return self._agg_column(node)
+        if self.values.source(node) is not None:
+            return self.literal(node)
+        if isinstance(node, exp.Div):
+            self.uses_division = True
+            return Op("/", (self._agg_expr(node.this), self._agg_expr(node.expression)))
+        op = _BINARY_OPS.get(type(node))
+        if op is not None:
+            return Op(op, (self._agg_expr(node.this), self._agg_expr(node.expression)))
+        if isinstance(node, exp.Neg):
+            return Op("NEG", (self._agg_expr(node.this),))
+        if isinstance(node, exp.Not):
+            inner = node.this
+            if isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null):
+                return Op("IS NOT NULL", (self._agg_expr(inner.this),))
+            return Op("NOT", (self._agg_expr(inner),))
+        if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+            return Op("IS NULL", (self._agg_expr(node.this),))
+        if isinstance(node, exp.Coalesce):
+            args = [node.this, *node.expressions]
+            return Op("COALESCE", tuple(self._agg_expr(a) for a in args))
+        if isinstance(node, exp.If):
+            false = node.args.get("false")
+            return Op(
+                "IF",
+                (
+                    self._agg_expr(node.this),
+                    self._agg_expr(node.args["true"]),
+                    self._agg_expr(false) if false is not None else Lit(None),
+                ),
+            )
+        if isinstance(node, exp.Nullif):
+            return Op("NULLIF", (self._agg_expr(node.this), self._agg_expr(node.expression)))
+        if isinstance(node, exp.Abs):
+            return Op("ABS", (self._agg_expr(node.this),))
+        if isinstance(node, exp.Column) and isinstance(node.this, exp.Identifier):
+            item = self.item_named(node) if not node.table else None
+            if item is not None and item.node is not node:
+                if item.column is None:
+                    raise _Refused("this column reference across several shards")
+                if aggregates_in(item.node) and item.column not in self.rules:
+                    raise _Refused("a reference to an aggregate defined later")
+                return Col(item.column)
+            first, last = self._token_range(node)
+            return Col(self.hidden_copy(self.tokens.span(first, last)))
+        raise _Refused(
+            f"{type(node).__name__.upper()} in an expression over aggregates across shards"
+        )
+
+    def _having(self) -> Expr | None:
+        having = self.select.args.get("having")
+        if having is None:
+            return None
+        parts = list(conjuncts(having.this))
+        in_proxy = [p for p in parts if self._needs_groups(p)]
+        if not in_proxy:
+            return None
+        span = self.clause_span("having")
+        assert span is not None
+        if len(in_proxy) == len(parts):
+            self.replace(span, " ")
+        else:
+            pieces = self._having_pieces(len(parts))
+            kept = [
+                piece for piece, part in zip(pieces, parts, strict=True) if part not in in_proxy
+            ]
+            new: list[Part] = ["HAVING "]
+            for number, piece in enumerate(kept):
+                if number:
+                    new.append(" AND ")
+                new.extend(("(", *self.copy(piece), ")"))
+            new.append(" ")
+            self.replace(span, tuple(new))
+        exprs = [self._agg_expr(p) for p in in_proxy]
+        return exprs[0] if len(exprs) == 1 else Op("AND", tuple(exprs))
+
+    def _needs_groups(self, condition: exp.Expression) -> bool:
+        """Whether a HAVING condition looks at aggregates (its own or through an alias)."""
+        if aggregates_in(condition):
+            return True
+        for column in condition.find_all(exp.Column):
+            if column.table:
+                continue
+            for item in self.items:
+                if item.alias == column.name.lower() and aggregates_in(item.node):
+                    return True
+        return False
+
+    def _having_pieces(self, count: int) -> list[tuple[int, int]]:
+        start = self.clauses.starts["having"] + 1
+        end = self.clauses.clause_end("having")
+        pieces = []
+        piece_start = start
+        between = 0
+        for i in range(start, end):
+            token = self.tokens.list[i]
+            if self.tokens.depth[i] != self.clauses.depth:
+                continue
+            if token.token_type is TokenType.BETWEEN:
+                between += 1
+            elif token.token_type is TokenType.AND or token.text == "&&":
+                if between:
+                    between -= 1
+                    continue
+                pieces.append(self.tokens.span(piece_start, i - 1))
+                piece_start = i + 1
+        pieces.append(self.tokens.span(piece_start, end - 1))
+        if len(pieces) != count:
+            raise _Refused("this HAVING form across several shards")
+        return pieces
+
+    def _group_sort_key(
+        self, node: exp.Expression, span: tuple[int, int], group_keys: list[Key]
+    ) -> Key:
+        item = self.item_named(node)
+        if item is not None:
+            assert item.column is not None
+            for key in group_keys:
+                if key.column == item.column:
+                    return key
+            rule = self.rules.get(item.column)
+            if isinstance(rule, MinMax):
+                return rule.key
+            if rule is not None:
+                return Key(item.column)
+            return Key(item.column, self.weight_of(item.node, item.span))
+        if isinstance(node, exp.Literal) and not node.is_string:
+            raise _Refused("ORDER BY a constant across several shards")
+        if aggregates_in(node):
+            if is_aggregate(node):
+                column = self.hidden_copy(self.tokens.call_span(node))
+                rule = self._partial_rule(node, column, self.tokens.call_span(node))
+                self.rules[column] = Computed(rule) if isinstance(rule, Expr) else rule
+                return rule.key if isinstance(rule, MinMax) else Key(column)
+            column = self.hidden_copy(span)
+            self.rules[column] = Computed(self._agg_expr(node))
+            return Key(column)
+        for key in group_keys:
+            if key.column >= len(self.items) or key.column < 0:
+                continue
+        return Key(self.hidden_copy(span), self.weight_of(node, span))
+
+    def _extend_group_by(self, group_nodes: list[exp.Expression]) -> None:
+        """COUNT(DISTINCT x): each unit groups by x as well, so the proxy sees every x."""
+        args: list[Part] = []
+        for number, span in enumerate(self.distinct_args):
+            if number or group_nodes:
+                args.append(", ")
+            args.extend(self.copy(span))
+        if group_nodes:
+            last = self.clause_items("group", len(group_nodes))[-1][1]
+            self.edits.append((last, last, tuple(args)))
+            return
+        for name in ("having", "window", "order", "limit", "for", "lock"):
+            if name in self.clauses.starts:
+                at = self.tokens.list[self.clauses.starts[name]].start
+                break
+        else:
+            at = self._statement_end()
+        self.edits.append((at, at, (" GROUP BY ", *args, " ")))
+
+
+def _with_increment(expr: Expr, column: int) -> Expr:
+    """Division nodes given the session's div_precision_increment column."""
+    if isinstance(expr, Op):
+        args = tuple(_with_increment(a, column) for a in expr.args)
+        if expr.name == "/" and len(args) == 2:
+            args = (*args, Col(column))
+        return Op(expr.name, args)
+    return expr
+
+
+def _name(node: exp.Expression) -> str:
+    if isinstance(node, exp.Anonymous):
+        return node.name.upper()
+    return node.sql_name() if hasattr(node, "sql_name") else type(node).__name__.upper()
+
+
+# --- UNION --------------------------------------------------------------------------------------
+
+
+class _UnionPlanner:
+    """UNION [ALL] across shards. Each branch's rows live on one shard (checked), so UNION ALL
+    just concatenates; ORDER BY, LIMIT and UNION's duplicate removal run over the union,
+    which each unit computes inside a CTE so that WEIGHT_STRING() sees the union's columns."""
+
+    def __init__(
+        self,
+        tree: exp.SetOperation,
+        text: str,
+        slots: list[tuple[int, int]],
+        tables: Tables,
+        edits: list[Edit],
+        tokens: _Tokens,
+    ):
+        self.tree = tree
+        self.text = text
+        self.slot_starts = {start: index for index, (start, _) in enumerate(slots)}
+        self.tables = tables
+        self.base_edits = edits
+        self.tokens = tokens
+
+    def plan(self) -> ScatterRead:
+        tree = self.tree
+        if not isinstance(tree, exp.Union):
+            raise _Refused("INTERSECT or EXCEPT across several shards")
+        branches = _branches(tree)
+        kinds = {bool(node.args.get("distinct")) for node in _unions(tree)}
+        if len(kinds) > 1:
+            raise _Refused("mixing UNION and UNION ALL across several shards")
+        distinct = kinds == {True}
+        for branch in branches:
+            self._check_branch(branch, distinct)
+        order = tree.args.get("order")
+        limit = tree.args.get("limit")
+        if tree.args.get("with") is not None:
+            raise _Refused("WITH ... UNION across several shards")
+        if not distinct and order is None:
+            if limit is None:
+                return ScatterRead(Template.build(self.text, self.base_edits), Concat(), False)
+            return self._limited_concat(limit)
+        return self._wrapped(branches[0], distinct, order, limit)
+
+    def _check_branch(self, branch: exp.Select, distinct: bool) -> None:
+        if branch.args.get("limit") is not None or branch.args.get("order") is not None:
+            raise _Refused("ORDER BY or LIMIT inside a UNION branch across several shards")
+        if branch.args.get("group") is not None or any(
+            aggregates_in(item) for item in branch.expressions
+        ):
+            group = branch.args.get("group")
+            keyed = group is not None and any(
+                _is_key_column(node, self.tables, branch) for node in group.expressions
+            )
+            if not keyed:
+                raise _Refused("grouping inside a UNION branch across several shards")
+        if branch.args.get("distinct") is not None and not distinct:
+            raise _Refused("SELECT DISTINCT inside UNION ALL across several shards")
+        for window in _windows_in(branch):
+            if not _window_keyed(window, self.tables, branch):
+                raise _Refused(
+                    "a window function not partitioned by the shard key across several shards"
+                )
+
+    def _tail(self) -> tuple[int, int, int]:
+        """Text offsets: end of the last branch, start of the trailing ORDER BY / LIMIT, end."""
+        depth0 = [
+            i
+            for i, token in enumerate(self.tokens.list)
+            if self.tokens.depth[i] == 0
+            and token.token_type in (TokenType.ORDER_BY, TokenType.LIMIT)
+        ]
+        # Trailing clauses of the union come after the last branch.
+        last_branch_select = max(
+            i
+            for i, token in enumerate(self.tokens.list)
+            if token.token_type is TokenType.SELECT
+            and (self.tokens.depth[i] == 0 or self.tokens.depth[i] == 1)
+        )
+        tail = [i for i in depth0 if i > last_branch_select]
+        end = self.tokens.list[-1].end + 1
+        if not tail:
+            return end, end, end
+        start = self.tokens.list[tail[0]].start
+        return start, start, end
+
+    def _limit_parts(
+        self, limit: exp.Expression
+    ) -> tuple[Param, Param | int, tuple[int, int] | None]:
+        count = self._param(limit.expression)
+        offset_node = self.tree.args.get("offset")
+        offset: Param | int = 0 if offset_node is None else self._param(offset_node.expression)
+        limit_index = next(
+            (
+                i
+                for i, t in enumerate(self.tokens.list)
+                if t.token_type is TokenType.LIMIT and self.tokens.depth[i] == 0
+            ),
+            None,
+        )
+        if limit_index is None:
+            raise _Refused("this LIMIT form across several shards")
+        span = (self.tokens.list[limit_index].start, self.tokens.list[-1].end + 1)
+        return count, offset, span
+
+    def _param(self, node: exp.Expression) -> Param:
+        start = node.meta.get("start")
+        slot = self.slot_starts.get(start) if start is not None else None
+        if slot is None or not isinstance(node, exp.Literal):
+            raise _Refused("LIMIT without literal values across several shards")
+        return Param(slot)
+
+    def _limited_concat(self, limit: exp.Expression) -> ScatterRead:
+        count, offset, span = self._limit_parts(limit)
+        assert span is not None
+        offset_slot = offset.slot if isinstance(offset, Param) else None
+        edits = [e for e in self.base_edits if not (span[0] <= e[0] < span[1])]
+        edits.append((span[0], span[1], ("LIMIT ", LimitSum(offset_slot, count.slot))))
+        merge = Limit(Concat(), offset, count)
+        return ScatterRead(Template.build(self.text, edits), merge, True)
+
+    def _wrapped(
+        self,
+        first: exp.Select,
+        distinct: bool,
+        order: exp.Expression | None,
+        limit: exp.Expression | None,
+    ) -> ScatterRead:
+        if _star(first):
+            raise _Refused("UNION of SELECT * with ORDER BY or duplicate removal across shards")
+        select_index = next(
+            i for i, t in enumerate(self.tokens.list) if t.token_type is TokenType.SELECT
+        )
+        items = _select_items(self.tokens, _clauses(self.tokens, select_index), first)
+        names = [_output_name(item, self.text) for item in items]
+        width = len(names)
+        _, tail_start, end = self._tail()
+        columns = [f"`_c{i + 1}`" for i in range(width)]
+        hidden: list[str] = []
+        weights: dict[int, int] = {}
+
+        def weight(position: int) -> int:
+            if position not in weights:
+                weights[position] = width + len(hidden)
+                hidden.append(f"WEIGHT_STRING({columns[position]})")
+            return weights[position]
+
+        keys: list[SortKey] = []
+        if order is not None:
+            for ordered in order.expressions:
+                position = self._position(ordered.this, names)
+                keys.append(
+                    SortKey(Key(position, weight(position)), bool(ordered.args.get("desc")))
+                )
+        distinct_keys = tuple(Key(i, weight(i)) for i in range(width)) if distinct else ()
+        head = f"WITH `_u` ({', '.join(columns)}) AS ("
+        outer = [f"{c} AS `{n.replace('`', '``')}`" for c, n in zip(columns, names, strict=True)]
+        select = ", ".join(outer + hidden)
+        tail: list[Part] = [f") SELECT {select} FROM `_u`"]
+        merge: Merge = MergeSort(tuple(keys)) if keys else Concat()
+        if distinct:
+            merge = Distinct(merge, distinct_keys)
+        has_params = False
+        if keys:
+            tail.append(
+                " ORDER BY "
+                + ", ".join(columns[k.key.column] + (" DESC" if k.desc else "") for k in keys)
+            )
+        if limit is not None:
+            count, offset, _ = self._limit_parts(limit)
+            offset_slot = offset.slot if isinstance(offset, Param) else None
+            tail.extend((" LIMIT ", LimitSum(offset_slot, count.slot)))
+            merge = Limit(merge, offset, count)
+            has_params = True
+        if hidden:
+            merge = Project(merge, len(hidden))
+        edits = [e for e in self.base_edits if e[0] < tail_start]
+        edits.append((0, 0, head))
+        edits.append((tail_start, end, tuple(tail)))
+        return ScatterRead(Template.build(self.text, edits), merge, has_params)
+
+    def _position(self, node: exp.Expression, names: Sequence[str]) -> int:
+        if isinstance(node, exp.Literal) and not node.is_string:
+            position = int(node.this)
+            if not 1 <= position <= len(names):
+                raise _Refused("an ORDER BY position outside the select list")
+            return position - 1
+        if isinstance(node, exp.Column) and not node.table:
+            lowered = [n.lower() for n in names]
+            if node.name.lower() in lowered:
+                return lowered.index(node.name.lower())
+        raise _Refused("ORDER BY an expression over a UNION across several shards")
+
+
+def _unions(node: exp.Expression) -> list[exp.Union]:
+    if isinstance(node, exp.Union):
+        return [node, *_unions(node.this), *_unions(node.expression)]
+    if isinstance(node, exp.Subquery):
+        return _unions(node.this)
+    return []
+
+
+def _branches(node: exp.Expression) -> list[exp.Select]:
+    if isinstance(node, exp.SetOperation):
+        return _branches(node.this) + _branches(node.expression)
+    if isinstance(node, exp.Subquery):
+        return _branches(node.this)
+    if isinstance(node, exp.Select):
+        return [node]
+    raise _Refused("this UNION form across several shards")
+
+
+def _output_name(item: _Item, text: str) -> str:
+    """The column name MySQL gives a select item: its alias, its column name, or its text."""
+    if item.alias_name is not None:
+        return item.alias_name
+    node = item.node
+    if isinstance(node, exp.Column) and isinstance(node.this, exp.Identifier):
+        return node.name
+    assert item.span is not None
+    return text[item.span[0] : item.span[1]]
+
+
+__all__ = [
+    "DIV_INCREMENT",
+    "GROUP_CONCAT_MAX_LEN",
+    "LimitSum",
+    "ScatterRead",
+    "check_scopes",
+    "plan_scatter_read",
+]
+
+
+# Kept for static checkers: these names are part of the planning vocabulary.
+_UNUSED: tuple[Callable[..., object], ...] = (Const,)
