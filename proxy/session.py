@@ -65,6 +65,7 @@ from router.plan import (
     ExplainShards,
     KillPlan,
     Plan,
+    Project,
     QueryPlan,
     ReloadConfig,
     Route,
@@ -335,6 +336,10 @@ class Session:
                     conn.pool.release(conn, not conn.broken)
             if count != num_params:
                 params_defs = []
+            if len(plan.units) > 1 and isinstance(plan.merge, Project):
+                # The merge drops the hidden columns (sort keys, WEIGHT_STRING()) before the
+                # client sees a row: C clients bind exactly the columns announced here.
+                column_defs = column_defs[: len(column_defs) - plan.merge.hidden]
         stmt_id = next(self._statement_ids)
         self.statements[stmt_id] = ClientStatement(stmt_id, sql, num_params)
         if num_params and not params_defs:

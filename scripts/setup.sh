@@ -30,6 +30,11 @@ packages=()
 have mariadbd && have mariadb-install-db || packages+=(mariadb-server)
 have mariadb || packages+=(mariadb-client)
 python_ok || packages+=(python3 python3-venv)
+# The client matrix: mysqlclient builds against libmariadb; sysbench and Node's mysql2 run there.
+dpkg -s libmariadb-dev >/dev/null 2>&1 || packages+=(libmariadb-dev)
+have pkg-config || packages+=(pkg-config)
+have sysbench || packages+=(sysbench)
+have npm || packages+=(nodejs npm)
 if [ ${#packages[@]} -gt 0 ]; then
     echo "setup.sh: installing ${packages[*]}"
     export DEBIAN_FRONTEND=noninteractive
