@@ -29,7 +29,7 @@ from router.rewrite import render_name
 
 log = logging.getLogger("shardproxy.catalog")
 
-STALE_AFTER = 30.0  # seconds; a metadata query after that re-checks every table
+STALE_AFTER = 10.0  # seconds; a metadata query after that re-checks every table
 ER_NO_SUCH_TABLE = 1146
 ER_TABLE_EXISTS = 1050
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")

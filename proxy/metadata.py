@@ -44,6 +44,8 @@ _STATS_LABELS = {
     "DATA_FREE": "free",
     "Auto_increment": "auto",
     "AUTO_INCREMENT": "auto",
+    "Create_time": "created",
+    "CREATE_TIME": "created",
     "Update_time": "updated",
     "UPDATE_TIME": "updated",
 }
@@ -171,6 +173,7 @@ class TableStats:
     index: int = 0
     free: int = 0
     auto: int | None = None
+    created: str | None = None
     updated: str | None = None
 
     @property
@@ -180,7 +183,7 @@ class TableStats:
 
 _STATS_SQL = (
     "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, DATA_FREE, AUTO_INCREMENT, "
-    "UPDATE_TIME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+    "CREATE_TIME, UPDATE_TIME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
 )
 
 
@@ -208,7 +211,7 @@ async def table_stats(session: Session, database: str) -> dict[str, TableStats]:
 
     stats: dict[str, TableStats] = {}
     for backend, rows in zip(backends, await asyncio.gather(*map(read, backends)), strict=True):
-        for name, rows_, data, index, free, auto, updated in rows:
+        for name, rows_, data, index, free, auto, created, updated in rows:
             logical = wanted.get((backend, (name or "").lower()))
             if logical is None:
                 continue
@@ -219,6 +222,8 @@ async def table_stats(session: Session, database: str) -> dict[str, TableStats]:
             entry.free += int(free or 0)
             if auto is not None:
                 entry.auto = max(entry.auto or 0, int(auto))
+            if created is not None and (entry.created is None or created < entry.created):
+                entry.created = created
             if updated is not None and (entry.updated is None or updated > entry.updated):
                 entry.updated = updated
     return stats

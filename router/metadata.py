@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 from sqlglot import exp
 
-from router.analyze import Session, Tables, find_database, lookup_table
+from router.analyze import Session, Tables, find_database, lookup_table, top_scopes
 from router.config import Config
 from router.errors import NoDatabaseSelected, NotSupported, UnknownDatabase
 from router.literals import literal_value, quote_string
@@ -223,9 +223,24 @@ def plan_information_schema(
         if isinstance(call.parent, exp.Select) and call.arg_key == "expressions":
             replacement = f"{shadow} AS `{text[start:end].replace('`', '``')}`"
         edits.append((start, end, replacement))
+    edits += _keep_labels(tree)
     sql = _apply(text, edits)
     unit = Unit(metadata_backend(config), sql)
     return FixedPlan(MetadataPlan(unit, tuple(config.databases), catalog=True))
+
+
+def _keep_labels(tree: exp.Expression) -> list[tuple[int, int, str]]:
+    """Aliases keeping the client's spelling as the label of selected columns: read through a
+    derived table, MariaDB would label `column_name` with the table's `COLUMN_NAME`."""
+    edits = []
+    for scope in top_scopes(tree):
+        if not isinstance(scope, exp.Select):
+            continue
+        for item in scope.expressions:
+            if isinstance(item, exp.Column) and isinstance(item.this, exp.Identifier):
+                end = span(item.this)[1]
+                edits.append((end, end, f" AS {render_name(item.this.name, True)}"))
+    return edits
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
