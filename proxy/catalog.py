@@ -55,19 +55,25 @@ class Catalog:
         self._columns: dict[TableKey, tuple[str, ...]] = {}  # INSERT's implicit column lists
         self._lock = asyncio.Lock()
 
+    def _fresh(self) -> bool:
+        return self.synced_at is not None and time.monotonic() - self.synced_at < STALE_AFTER
+
     async def ensure(self) -> None:
         """Sync everything unless a full sync happened within STALE_AFTER seconds."""
-        if self.synced_at is not None and time.monotonic() - self.synced_at < STALE_AFTER:
-            return
-        await self.sync()
+        if not self._fresh():
+            await self.sync(only_if_stale=True)
 
-    async def sync(self, keys: Iterable[TableKey] | None = None) -> None:
+    async def sync(
+        self, keys: Iterable[TableKey] | None = None, only_if_stale: bool = False
+    ) -> None:
         """Bring the given catalog tables (None: all, and drop strays) in step."""
         wanted = self._all_keys() if keys is None else sorted(set(keys))
-        for key in wanted:
-            self._columns.pop(key, None)
-        started = time.monotonic()
         async with self._lock:
+            if only_if_stale and self._fresh():
+                return  # another session synced while this one waited
+            for key in wanted:
+                self._columns.pop(key, None)
+            started = time.monotonic()
             try:
                 definitions = await self._definitions(wanted)
                 await self._apply(definitions, full=keys is None)
