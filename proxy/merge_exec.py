@@ -55,7 +55,8 @@ _FLOAT, _DOUBLE = 0x04, 0x05
 _TIME = 0x0B
 _TEMPORAL = frozenset({0x07, 0x0A, 0x0C, 0x0E})
 _BIT = 0x10
-_NOT_FIXED_DEC = 31  # decimals of a DOUBLE printed with as many digits as it needs
+_NOT_FIXED_DEC = 31
+_SINGLE = struct.Struct("<f")  # decimals of a DOUBLE printed with as many digits as it needs
 UNSIGNED_FLAG = 0x20
 ZEROFILL_FLAG = 0x40
 
@@ -108,7 +109,10 @@ def decode_text(raw: bytes, info: ColumnInfo) -> object:
     if kind in _DECIMALS:
         return Decimal(raw.decode("ascii"))
     if kind in (_FLOAT, _DOUBLE):
-        number = RawFloat(raw)
+        value = float(raw)
+        if kind == _FLOAT:  # the single-precision value MySQL computes with, not its text
+            value = _SINGLE.unpack(_SINGLE.pack(value))[0]
+        number = RawFloat(value)
         number.raw = raw
         return number
     if kind == _TIME:
@@ -439,6 +443,7 @@ def _needed_columns(plan: Merge, width: int) -> list[bool]:
     def key(k: Key) -> None:
         mark(k.column)
         mark(k.weight)
+        mark(k.collation)
 
     def expr(e: object) -> None:
         if isinstance(e, Col):

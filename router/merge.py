@@ -60,6 +60,7 @@ Row = tuple[object, ...]
 _STRING_TYPES = frozenset({15, 245, 247, 248, 249, 250, 251, 252, 253, 254})
 ENUM_FLAG = 0x100
 SET_FLAG = 0x800
+BINARY = 63  # the binary character set: byte strings, compared byte by byte
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,13 @@ def _key_getter(key: Key, columns: Sequence[ColumnInfo]) -> Callable[[Row], obje
         raise NotSupported("ordering, grouping or DISTINCT on ENUM or SET values across shards")
     if not info.is_string:
         return lambda row: row[column]
-    if key.weight is None:
-        if info.collation == 63:
+    if key.weight is None or key.collation is None:
+        if info.collation == BINARY:
             return lambda row: row[column]
         raise NotSupported("comparing strings across shards without their collation weights")
-    pad = pad_weight(info.collation)
-    if pad is None:
-        raise NotSupported(f"merging strings of collation id {info.collation} across shards")
     weight_column = key.weight
+    collation_column = key.collation
+    pads: dict[object, bytes] = {}
 
     def get(row: Row) -> object:
         weight = row[weight_column]
@@ -134,6 +134,13 @@ def _key_getter(key: Key, columns: Sequence[ColumnInfo]) -> Callable[[Row], obje
             if row[column] is not None:
                 raise NotSupported("a string whose WEIGHT_STRING() is NULL")
             return None
+        name = row[collation_column]
+        pad = pads.get(name)
+        if pad is None:
+            found = pad_weight(name.decode() if isinstance(name, bytes) else str(name))
+            if found is None:
+                raise NotSupported(f"merging strings of collation {name!r} across shards")
+            pad = pads[name] = found
         assert isinstance(weight, bytes)
         return WeightKey(weight, pad)
 

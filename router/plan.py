@@ -101,14 +101,20 @@ Expr = Param | Lit | Col | Op
 
 @dataclass(frozen=True)
 class Key:
-    """A value compared as MySQL compares it: by `weight` (WEIGHT_STRING() of the value,
-    under the value's collation) where that column is not NULL, else by the value itself."""
+    """A value compared as MySQL compares it: a string by `weight` (its WEIGHT_STRING()) under
+    the PAD rules of `collation` (its COLLATION()), anything else by the value itself."""
 
     column: int
     weight: int | None = None
+    collation: int | None = None
 
     def __str__(self) -> str:
-        return _col(self.column) + (f" ws {_col(self.weight)}" if self.weight is not None else "")
+        text = _col(self.column)
+        if self.weight is not None:
+            text += f" ws {_col(self.weight)}"
+        if self.collation is not None:
+            text += f" coll {_col(self.collation)}"
+        return text
 
 
 @dataclass(frozen=True)

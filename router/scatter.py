@@ -289,11 +289,13 @@ def plan_scatter_read(
         if not isinstance(tree, exp.Select):
             return "this statement form across several shards"
         planner = _SelectPlanner(tree, text, slots, tables, edits, tokens, None)
-        if planner.star:
-            # The width is known only at run time: hidden columns count from the end.
+        result = planner.result()
+        if planner.star and planner.hidden:
+            # The width is known only at run time: hidden columns count from the end, so plan
+            # again knowing how many there are.
             hidden = len(planner.hidden)
-            planner = _SelectPlanner(tree, text, slots, tables, edits, tokens, hidden)
-        return planner.result()
+            result = _SelectPlanner(tree, text, slots, tables, edits, tokens, hidden).result()
+        return result
     except _Refused as refused:
         return str(refused)
 
@@ -706,11 +708,14 @@ class _SelectPlanner:
     def hidden_copy(self, span: tuple[int, int]) -> int:
         return self.add_hidden(self.copy(span))
 
-    def weight_of(self, node: exp.Expression, span: tuple[int, int] | None) -> int | None:
-        """A hidden WEIGHT_STRING() of an expression, unless it is never a string."""
+    def key_of(self, column: int, node: exp.Expression, span: tuple[int, int] | None) -> Key:
+        """A key for a column holding `node`: with hidden WEIGHT_STRING() and COLLATION() of
+        the expression, unless it is never a string."""
         if span is None or _sorts_as_number(node):
-            return None
-        return self.add_hidden(("WEIGHT_STRING(", *self.copy(span), ")"))
+            return Key(column)
+        text = self.copy(span)
+        weight = self.add_hidden(("WEIGHT_STRING(", *text, ")"))
+        return Key(column, weight, self.add_hidden(("COLLATION(", *text, ")")))
 
     def variable(self, name: str) -> int:
         return self.add_hidden((name,))
@@ -943,24 +948,53 @@ class _SelectPlanner:
             if self.star:
                 raise _Refused("SELECT DISTINCT * across several shards")
             distinct_keys = tuple(
-                Key(item.column, self.weight_of(item.node, item.span))  # type: ignore[arg-type]
+                self.key_of(item.column, item.node, item.span)  # type: ignore[arg-type]
                 for item in self.items
             )
             visible = {item.column for item in self.items}
             if any(k.key.column not in visible for k in keys):
                 raise _Refused("SELECT DISTINCT ordered by a column it doesn't select")
             merge = Distinct(merge, distinct_keys)
+        if select.args.get("distinct") is not None and self.hidden:
+            if self.star:
+                raise _Refused("SELECT DISTINCT * with ORDER BY across several shards")
+            self._distinct_as_group_by(group_nodes)
         return self._limit(merge, per_shard=True)
+
+    def _distinct_as_group_by(self, group_nodes: list[exp.Expression] | None) -> None:
+        """Each unit groups by the select list instead of using DISTINCT: the hidden weight
+        columns must not split rows that DISTINCT calls equal ('a' and 'a ' weigh differently),
+        or a unit's LIMIT would keep duplicates in place of rows the answer needs."""
+        select = self.select
+        if group_nodes or select.args.get("having") is not None:
+            raise _Refused("SELECT DISTINCT with GROUP BY or HAVING across several shards")
+        if any(_windows_in(item.node) for item in self.items):
+            raise _Refused("SELECT DISTINCT with window functions across several shards")
+        for i in range(self.clauses.select + 1, self.clauses.end):
+            token = self.tokens.list[i]
+            if token.text.upper() in ("DISTINCT", "DISTINCTROW"):
+                self.edits.append((token.start, token.end + 1, ""))
+                break
+            if token.text.upper() not in _SELECT_MODIFIERS:
+                raise _Refused("this SELECT DISTINCT form across several shards")
+        positions = ", ".join(str(i + 1) for i in range(len(self.items)))
+        for name in ("window", "order", "limit", "for", "lock"):
+            if name in self.clauses.starts:
+                at = self.tokens.list[self.clauses.starts[name]].start
+                break
+        else:
+            at = self._statement_end()
+        self.edits.append((at, at, f" GROUP BY {positions} "))
 
     def _row_key(self, node: exp.Expression, span: tuple[int, int]) -> Key:
         item = self.item_named(node)
         if item is not None:
             if item.column is not None:
-                return Key(item.column, self.weight_of(item.node, item.span))
-            return Key(self.hidden_copy(item.span), self.weight_of(item.node, item.span))
+                return self.key_of(item.column, item.node, item.span)
+            return self.key_of(self.hidden_copy(item.span), item.node, item.span)
         if isinstance(node, exp.Literal) and not node.is_string:
             raise _Refused("ORDER BY a constant across several shards")
-        return Key(self.hidden_copy(span), self.weight_of(node, span))
+        return self.key_of(self.hidden_copy(span), node, span)
 
     # grouping across shards
 
@@ -978,11 +1012,11 @@ class _SelectPlanner:
             item = self.item_named(node)
             if item is not None and not aggregates_in(item.node):
                 assert item.column is not None
-                group_keys.append(Key(item.column, self.weight_of(item.node, item.span)))
+                group_keys.append(self.key_of(item.column, item.node, item.span))
             elif item is not None:
                 raise _Refused("GROUP BY an aggregate")
             else:
-                group_keys.append(Key(self.hidden_copy(span), self.weight_of(node, span)))
+                group_keys.append(self.key_of(self.hidden_copy(span), node, span))
         # Select list.
         for item in self.items:
             assert item.column is not None
@@ -1056,7 +1090,7 @@ class _SelectPlanner:
             keys = []
             for arg in inner.expressions:
                 arg_span = self._arg_span(arg)
-                keys.append(Key(self.hidden_copy(arg_span), self.weight_of(arg, arg_span)))
+                keys.append(self.key_of(self.hidden_copy(arg_span), arg, arg_span))
                 self.distinct_args.append(arg_span)
             return CountDistinct(tuple(keys))
         if distinct:
@@ -1064,8 +1098,7 @@ class _SelectPlanner:
         if isinstance(node, exp.Sum):
             return Sum()
         if isinstance(node, exp.Min | exp.Max):
-            weight = self.weight_of(node, span)
-            return MinMax(Key(column, weight), isinstance(node, exp.Max))
+            return MinMax(self.key_of(column, node, span), isinstance(node, exp.Max))
         if isinstance(node, exp.BitwiseAndAgg | exp.BitwiseOrAgg | exp.BitwiseXorAgg):
             op = {exp.BitwiseAndAgg: "AND", exp.BitwiseOrAgg: "OR"}.get(type(node), "XOR")
             return BitAgg(op)
@@ -1152,6 +1185,15 @@ class _SelectPlanner:
             return Op("NOT", (self._agg_expr(inner),))
         if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
             return Op("IS NULL", (self._agg_expr(node.this),))
+        if isinstance(node, exp.Between):
+            value = self._agg_expr(node.this)
+            low = self._agg_expr(node.args["low"])
+            high = self._agg_expr(node.args["high"])
+            return Op("AND", (Op(">=", (value, low)), Op("<=", (value, high))))
+        if isinstance(node, exp.In) and not node.args.get("query") and node.expressions:
+            value = self._agg_expr(node.this)
+            tests = tuple(Op("=", (value, self._agg_expr(e))) for e in node.expressions)
+            return tests[0] if len(tests) == 1 else Op("OR", tests)
         if isinstance(node, exp.Coalesce):
             args = [node.this, *node.expressions]
             return Op("COALESCE", tuple(self._agg_expr(a) for a in args))
@@ -1259,7 +1301,7 @@ class _SelectPlanner:
                 return rule.key
             if rule is not None:
                 return Key(item.column)
-            return Key(item.column, self.weight_of(item.node, item.span))
+            return self.key_of(item.column, item.node, item.span)
         if isinstance(node, exp.Literal) and not node.is_string:
             raise _Refused("ORDER BY a constant across several shards")
         if aggregates_in(node):
@@ -1274,7 +1316,7 @@ class _SelectPlanner:
         for key in group_keys:
             if key.column >= len(self.items) or key.column < 0:
                 continue
-        return Key(self.hidden_copy(span), self.weight_of(node, span))
+        return self.key_of(self.hidden_copy(span), node, span)
 
     def _extend_group_by(self, group_nodes: list[exp.Expression]) -> None:
         """COUNT(DISTINCT x): each unit groups by x as well, so the proxy sees every x."""
@@ -1452,22 +1494,22 @@ class _UnionPlanner:
         _, tail_start, end = self._tail()
         columns = [f"`_c{i + 1}`" for i in range(width)]
         hidden: list[str] = []
-        weights: dict[int, int] = {}
+        keyed: dict[int, Key] = {}
 
-        def weight(position: int) -> int:
-            if position not in weights:
-                weights[position] = width + len(hidden)
+        def key(position: int) -> Key:
+            if position not in keyed:
+                weight = width + len(hidden)
                 hidden.append(f"WEIGHT_STRING({columns[position]})")
-            return weights[position]
+                hidden.append(f"COLLATION({columns[position]})")
+                keyed[position] = Key(position, weight, weight + 1)
+            return keyed[position]
 
         keys: list[SortKey] = []
         if order is not None:
             for ordered in order.expressions:
                 position = self._position(ordered.this, names)
-                keys.append(
-                    SortKey(Key(position, weight(position)), bool(ordered.args.get("desc")))
-                )
-        distinct_keys = tuple(Key(i, weight(i)) for i in range(width)) if distinct else ()
+                keys.append(SortKey(key(position), bool(ordered.args.get("desc"))))
+        distinct_keys = tuple(key(i) for i in range(width)) if distinct else ()
         head = f"WITH `_u` ({', '.join(columns)}) AS ("
         outer = [f"{c} AS `{n.replace('`', '``')}`" for c, n in zip(columns, names, strict=True)]
         select = ", ".join(outer + hidden)
