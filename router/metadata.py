@@ -22,7 +22,14 @@ from types import MappingProxyType
 
 from sqlglot import exp
 
-from router.analyze import Session, Tables, find_database, lookup_table, top_scopes
+from router.analyze import (
+    SYSTEM_SCHEMAS,
+    Session,
+    Tables,
+    find_database,
+    lookup_table,
+    top_scopes,
+)
 from router.config import Config
 from router.errors import NoDatabaseSelected, NotSupported, UnknownDatabase
 from router.literals import literal_value, quote_string
@@ -161,8 +168,12 @@ class FixedPlan:
 
 
 def is_information_schema(tree: exp.Expression) -> bool:
-    """Whether a parsed statement reads an information_schema table."""
-    return any(_is_information_schema(table) for table in tree.find_all(exp.Table))
+    """Whether a parsed statement reads a system schema (information_schema, mysql, ...)."""
+    for table in tree.find_all(exp.Table):
+        db = table.args.get("db")
+        if db is not None and db.name.lower() in SYSTEM_SCHEMAS:
+            return True
+    return False
 
 
 def _is_information_schema(table: exp.Table) -> bool:
@@ -180,6 +191,10 @@ def plan_information_schema(
     schema instead. The proxy maps catalog names in the result back to logical names.
     """
     config = session.config
+    if not any(_is_information_schema(table) for table in tables.system):
+        # mysql.*, performance_schema, sys: the default backend's, with names made logical.
+        unit = Unit(session.default_backend(), text)
+        return FixedPlan(MetadataPlan(unit))
     catalogs = catalog_names(config)
     listed = ", ".join(quote_string(n) for n in [*catalogs.values(), "information_schema"])
     edits: list[tuple[int, int, str]] = []
@@ -226,7 +241,7 @@ def plan_information_schema(
     edits += _keep_labels(tree)
     sql = _apply(text, edits)
     unit = Unit(metadata_backend(config), sql)
-    return FixedPlan(MetadataPlan(unit, tuple(config.databases), catalog=True))
+    return FixedPlan(MetadataPlan(unit, catalog=True))
 
 
 def _keep_labels(tree: exp.Expression) -> list[tuple[int, int, str]]:
@@ -419,7 +434,7 @@ def _show_routines(text: str, session: Session) -> Plan | None:
         raise NotSupported(f"SHOW {match['what'].upper()} STATUS {rest.strip()}")
     sql = f"SHOW {match['what'].upper()} STATUS WHERE {condition}"
     backend = metadata_backend(session.config)
-    return MetadataPlan(Unit(backend, sql), tuple(catalogs), catalog=True)
+    return MetadataPlan(Unit(backend, sql), catalog=True)
 
 
 def _show_proxy(text: str, session: Session) -> Plan | None:

@@ -25,7 +25,7 @@ from router.literals import render_param
 from router.metadata import plan_table_locks
 from router.normalize import Normalized, normalize, split_statements
 from router.parse import parse, syntax_error
-from router.plan import Plan, QueryPlan, Unit
+from router.plan import MetadataPlan, Plan, QueryPlan, Unit
 from router.predicates import Bindings
 from router.route import CachedRoute
 from router.statements import (
@@ -226,8 +226,11 @@ class Router:
         shift = head.end()
         inner_slots = [(start - shift, end - shift) for start, end in slots]
         plan = self._plan_text(inner, inner_slots, bindings, session)
-        assert isinstance(plan, QueryPlan)
         prefix = head.group()
+        if isinstance(plan, MetadataPlan):  # information_schema: EXPLAIN the catalog query
+            unit = Unit(plan.unit.backend, prefix + plan.unit.sql)
+            return MetadataPlan(unit, plan.databases, catalog=plan.catalog)
+        assert isinstance(plan, QueryPlan)
         units = tuple(Unit(unit.backend, prefix + unit.sql) for unit in plan.units)
         # The units' EXPLAIN rows are shown as they are, not merged.
         return QueryPlan(units, plan.route, is_write=False)

@@ -134,6 +134,9 @@ METADATA_STATEMENTS = [
     "SELECT * FROM information_schema.ROUTINES",
     "SELECT * FROM information_schema.VIEWS",
     "SELECT * FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = 'shop'",
+    "EXPLAIN SELECT * FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'",
+    "SELECT * FROM mysql.innodb_table_stats",
+    "SELECT * FROM mysql.innodb_index_stats",
     "SELECT t.TABLE_NAME, c.COLUMN_NAME FROM information_schema.TABLES t "
     "JOIN information_schema.COLUMNS c USING (TABLE_SCHEMA, TABLE_NAME) ORDER BY 1, 2",
 ]
