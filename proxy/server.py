@@ -65,6 +65,7 @@ class Server:
         self.runtime = _build_runtime(config, None, instance)
         self.instance = instance
         self._recovery: asyncio.Task[None] | None = None
+        self._catalog_sync: asyncio.Future[None] | None = None
         self.server_version = "10.11.0-MariaDB" + VERSION_SUFFIX
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
@@ -86,7 +87,9 @@ class Server:
         version = await self.runtime.backends.server_version()
         self.server_version = version + VERSION_SUFFIX
         await self._recover_once()
-        await self._sync_catalog()
+        # In the background: unreachable backends must not delay listening; a metadata query
+        # that comes first waits for this sync (Catalog.ensure).
+        self._catalog_sync = asyncio.ensure_future(self._sync_catalog())
         self._recovery = asyncio.ensure_future(self._recovery_loop())
         listen = self.runtime.config.listen
         self._server = await asyncio.start_server(self._client, listen.host, listen.port)
@@ -186,6 +189,8 @@ class Server:
             await self.runtime.catalog.sync()
         except ProxyError as exc:
             log.warning("%s", exc.message)
+        except Exception:
+            log.exception("metadata catalog sync failed")
 
     async def _recovery_loop(self) -> None:
         while True:
