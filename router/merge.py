@@ -362,13 +362,21 @@ def _group_concat(parts: list[object], rule: GroupConcat, row: list[object]) -> 
     text = separator.join(p for p in parts if isinstance(p, bytes))
     max_len = row[rule.max_len]
     if isinstance(max_len, int) and len(text) > max_len:
-        text = text[:max_len]
-        # Never cut a UTF-8 character in half.
-        while text and (text[-1] & 0xC0) == 0x80:
-            text = text[:-1]
-        if text and text[-1] >= 0xC0:
-            text = text[:-1]
+        text = _cut_utf8(text, max_len)
     return text
+
+
+def _cut_utf8(text: bytes, size: int) -> bytes:
+    """The first `size` bytes of UTF-8 text, less a character that would be cut in half."""
+    cut = text[:size]
+    start = len(cut) - 1
+    while start >= 0 and (cut[start] & 0xC0) == 0x80:
+        start -= 1
+    if start < 0:
+        return b""
+    lead = cut[start]
+    length = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    return cut if len(cut) - start >= length else cut[:start]
 
 
 # --- stages ---------------------------------------------------------------------------------

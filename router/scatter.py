@@ -711,11 +711,16 @@ class _SelectPlanner:
     def key_of(self, column: int, node: exp.Expression, span: tuple[int, int] | None) -> Key:
         """A key for a column holding `node`: with hidden WEIGHT_STRING() and COLLATION() of
         the expression, unless it is never a string."""
-        if span is None or _sorts_as_number(node):
+        if span is None or _sorts_as_number(node) or self._integer_key(node):
             return Key(column)
         text = self.copy(span)
         weight = self.add_hidden(("WEIGHT_STRING(", *text, ")"))
         return Key(column, weight, self.add_hidden(("COLLATION(", *text, ")")))
+
+    def _integer_key(self, node: exp.Expression) -> bool:
+        """The shard key of a `mod` table is an integer column (the algorithm refuses others)."""
+        use = KeyResolver(self.tables).key_use(node.unnest())
+        return use is not None and use.table.algorithm_name == "mod"
 
     def variable(self, name: str) -> int:
         return self.add_hidden((name,))

@@ -1,0 +1,205 @@
+"""Planning reads across shards (router.scatter): the per-shard SQL and the merge tree.
+
+planner_config.py: users(id), orders(user_id), order_items(user_id) are bound and sharded by
+`mod` over 4 shards (0, 1 on ds0; 2, 3 on ds1); countries is broadcast.
+"""
+
+from __future__ import annotations
+
+import pytest
+from planner_config import make_config
+
+from router.errors import ProxyError
+from router.plan import (
+    Aggregate,
+    Concat,
+    Distinct,
+    Limit,
+    MergeSort,
+    Project,
+    QueryPlan,
+    Route,
+)
+from router.planner import Router
+
+
+@pytest.fixture
+def router() -> Router:
+    return Router(make_config())
+
+
+def plan(router: Router, sql: str, params: list[object] | None = None) -> QueryPlan:
+    result = router.plan(sql, "shop", params)
+    assert isinstance(result, QueryPlan)
+    return result
+
+
+def first_sql(result: QueryPlan) -> str:
+    return result.units[0].sql
+
+
+def refusal(router: Router, sql: str) -> str:
+    with pytest.raises(ProxyError) as error:
+        router.plan(sql, "shop")
+    assert error.value.code == 1235
+    return error.value.message
+
+
+def test_order_by_limit_merges_sorted_units_with_offset_plus_count_each(router: Router) -> None:
+    result = plan(router, "SELECT id, name FROM users ORDER BY name DESC, id LIMIT 5, 10")
+    assert result.route is Route.SCATTER
+    # No weights for `id`: the shard key of a `mod` table is an integer.
+    assert first_sql(result) == (
+        "SELECT id, name , WEIGHT_STRING(name), COLLATION(name) FROM users_0 "
+        "ORDER BY name DESC, id LIMIT 15 "
+    )
+    assert str(result.merge) == (
+        "Project(hide last 2)\n"
+        "  Limit(offset 5, count 10)\n"
+        "    MergeSort(#1 ws #2 coll #3 DESC, #0)"
+    )
+
+
+def test_a_cached_plan_takes_new_limit_values(router: Router) -> None:
+    plan(router, "SELECT id FROM users ORDER BY id LIMIT 5, 10")
+    result = plan(router, "SELECT id FROM users ORDER BY id LIMIT 100, 1")
+    assert router.hits == 1
+    assert first_sql(result).endswith("LIMIT 101 ")
+    limit = result.merge
+    assert isinstance(limit, Limit) and (limit.offset, limit.count) == (100, 1)
+
+
+def test_prepared_limit_parameters_are_computed(router: Router) -> None:
+    result = router.plan("SELECT id FROM users ORDER BY id LIMIT ?, ?", "shop", [3, 4], True)
+    assert isinstance(result, QueryPlan)
+    assert first_sql(result).endswith("LIMIT 7 ")
+    limit = result.merge
+    assert isinstance(limit, Limit) and (limit.offset, limit.count) == (3, 4)
+
+
+def test_one_shard_runs_the_statement_whole(router: Router) -> None:
+    sql = "SELECT name, AVG(id) FROM users WHERE id = 7 GROUP BY name ORDER BY 2 LIMIT 1, 2"
+    result = plan(router, sql)
+    assert result.route is Route.SINGLE and isinstance(result.merge, Concat)
+    assert first_sql(result) == sql.replace("users", "users_3")
+
+
+def test_grouping_across_shards_merges_partial_aggregates(router: Router) -> None:
+    result = plan(
+        router,
+        "SELECT name, COUNT(*), AVG(age) a FROM users GROUP BY name HAVING COUNT(*) > 1 "
+        "ORDER BY a DESC LIMIT 3",
+    )
+    assert first_sql(result) == (
+        "SELECT name, COUNT(*), AVG(age) a , WEIGHT_STRING(name), COLLATION(name), SUM(age), "
+        "COUNT(age), COUNT(*), @@div_precision_increment FROM users_0 GROUP BY name    "
+    )
+    assert str(result.merge) == (
+        "Project(hide last 6)\n"
+        "  Limit(offset 0, count 3)\n"
+        "    Sort(#2 DESC)\n"
+        "      Filter((#7 > 1))\n"
+        "        Aggregate(group #0 ws #3 coll #4; #1 COUNT, #2 = /(#5, #6, #8), #5 SUM, "
+        "#6 COUNT, #7 COUNT)\n"
+        "          Concat"
+    )
+
+
+def test_grouping_by_the_shard_key_stays_on_the_shards(router: Router) -> None:
+    result = plan(router, "SELECT user_id, COUNT(*) FROM orders GROUP BY user_id")
+    assert first_sql(result) == "SELECT user_id, COUNT(*) FROM orders_0 GROUP BY user_id"
+    assert str(result.merge) == "MergeSort(#0)"  # MariaDB returns groups in key order
+
+
+def test_count_distinct_groups_by_its_argument_on_the_shards(router: Router) -> None:
+    result = plan(router, "SELECT COUNT(DISTINCT name) FROM users")
+    assert first_sql(result) == (
+        "SELECT COUNT(DISTINCT name) , name, WEIGHT_STRING(name), COLLATION(name) "
+        "FROM users_0 GROUP BY name "
+    )
+    aggregate = result.merge.source  # type: ignore[union-attr]
+    assert isinstance(aggregate, Aggregate) and aggregate.scalar
+
+
+def test_distinct_runs_as_group_by_on_the_shards(router: Router) -> None:
+    result = plan(router, "SELECT DISTINCT name FROM users ORDER BY name LIMIT 4")
+    assert first_sql(result) == (
+        "SELECT  name , WEIGHT_STRING(name), COLLATION(name) FROM users_0  GROUP BY 1 "
+        "ORDER BY name LIMIT 4 "
+    )
+    distinct = result.merge.source.source  # type: ignore[union-attr]
+    assert isinstance(distinct, Distinct) and isinstance(distinct.source, MergeSort)
+
+
+def test_distinct_over_the_shard_key_needs_no_merge(router: Router) -> None:
+    result = plan(router, "SELECT DISTINCT user_id, total FROM orders")
+    assert isinstance(result.merge, Concat)
+
+
+def test_union_runs_in_a_cte_per_shard(router: Router) -> None:
+    result = plan(router, "SELECT name FROM users UNION SELECT sku FROM orders ORDER BY 1 LIMIT 2")
+    assert first_sql(result) == (
+        "WITH `_u` (`_c1`) AS (SELECT name FROM users_0 UNION SELECT sku FROM orders_0 ) "
+        "SELECT `_c1` AS `name`, WEIGHT_STRING(`_c1`), COLLATION(`_c1`) FROM `_u` "
+        "ORDER BY `_c1` LIMIT 2"
+    )
+    assert isinstance(result.merge, Project)
+
+
+def test_union_all_just_concatenates(router: Router) -> None:
+    result = plan(router, "SELECT id FROM users UNION ALL SELECT user_id FROM orders")
+    assert isinstance(result.merge, Concat)
+
+
+def test_star_hidden_columns_count_from_the_end(router: Router) -> None:
+    result = plan(router, "SELECT * FROM users ORDER BY name")
+    assert str(result.merge) == "Project(hide last 3)\n  MergeSort(#-3 ws #-2 coll #-1)"
+
+
+def test_joins_on_the_shard_key_and_with_broadcast_tables_push_down(router: Router) -> None:
+    result = plan(
+        router,
+        "SELECT c.name, COUNT(*) FROM users u JOIN orders o ON o.user_id = u.id "
+        "JOIN countries c ON c.code = u.country GROUP BY c.name",
+    )
+    assert len(result.units) == 4 and "orders_0" in first_sql(result)
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("SELECT * FROM orders WHERE total > (SELECT AVG(total) FROM orders)", "joining"),
+        ("SELECT * FROM (SELECT name, COUNT(*) n FROM users GROUP BY name) t", "grouping"),
+        ("SELECT * FROM (SELECT id FROM users ORDER BY id LIMIT 3) t", "LIMIT"),
+        ("SELECT id, ROW_NUMBER() OVER (ORDER BY id) FROM users", "window"),
+        ("SELECT c.code, u.id FROM countries c LEFT JOIN users u ON u.country = c.code", "outer"),
+        ("SELECT id FROM users u WHERE u.id NOT IN (SELECT user_id FROM orders)", ""),
+        ("SELECT name, STD(age) FROM users GROUP BY name", "STDDEV"),
+        ("SELECT name, GROUP_CONCAT(id ORDER BY id) FROM users GROUP BY name", "GROUP_CONCAT"),
+        ("SELECT name, COUNT(*) FROM users GROUP BY name WITH ROLLUP", "ROLLUP"),
+        (
+            "SELECT name FROM users UNION ALL SELECT name FROM users UNION SELECT 'x' FROM users",
+            "mixing",
+        ),
+    ],
+)
+def test_inexact_shapes_are_refused_across_shards(router: Router, sql: str, reason: str) -> None:
+    assert reason in refusal(router, sql)
+
+
+def test_refused_shapes_still_run_on_one_shard(router: Router) -> None:
+    for sql in (
+        "SELECT id, ROW_NUMBER() OVER (ORDER BY id) FROM users WHERE id = 5",
+        "SELECT name, STD(age) FROM users WHERE id IN (4, 8) GROUP BY name",
+    ):
+        result = plan(router, sql)
+        assert result.route is Route.SINGLE and isinstance(result.merge, Concat)
+
+
+def test_having_keeps_conditions_without_aggregates_on_the_shards(router: Router) -> None:
+    result = plan(
+        router,
+        "SELECT name, COUNT(*) FROM users GROUP BY name HAVING name LIKE 'a%' AND COUNT(*) > 1",
+    )
+    assert "HAVING (name LIKE 'a%') " in first_sql(result)
+    assert "Filter((#4 > 1))" in str(result.merge)
