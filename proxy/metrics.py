@@ -120,8 +120,12 @@ class Metrics:
             log_slow_query(session, sql, plan, seconds)
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= SLOW_STATEMENT_CHARS else text[:SLOW_STATEMENT_CHARS] + "..."
+
+
 def log_slow_query(session: Session, sql: str, plan: Plan | None, seconds: float) -> None:
-    statement = sql if len(sql) <= SLOW_STATEMENT_CHARS else sql[:SLOW_STATEMENT_CHARS] + "..."
+    statement = _cut(sql)
     log_event(
         slow_log,
         logging.WARNING,
@@ -129,7 +133,7 @@ def log_slow_query(session: Session, sql: str, plan: Plan | None, seconds: float
         f"slow query ({seconds * 1000:.1f} ms)",
         duration_ms=round(seconds * 1000, 3),
         statement=statement,
-        plan=str(plan) if plan is not None else None,
+        plan=_cut(str(plan)) if plan is not None else None,
         connection_id=session.connection_id,
         user=session.user,
         database=session.database,
