@@ -120,9 +120,7 @@ def test_proxy_killed_after_every_prepare_rolls_every_branch_back(
 
     with no_failpoints(monkeypatch):
         proxy.start()
-    wait_until(
-        lambda: not prepared_everywhere(pair, db), RECOVERED_WITHIN, "recovery to roll back"
-    )
+    wait_until(lambda: not prepared_everywhere(pair, db), RECOVERED_WITHIN, "recovery to roll back")
     assert balances(pair, db) == {1: 100, 2: 100}
     assert decisions(pair, db) == {gtrid: ("ABORT", "A")}
     # Nothing stays locked: the same transfer goes through now.
