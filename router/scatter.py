@@ -184,14 +184,54 @@ class LimitSum:
         for slot in (self.offset, self.count):
             if slot is None:
                 continue
+            if texts[slot] == "NULL":  # what `LIMIT NULL` written as text gets, too
+                raise limit_error("NULL")
             value = literal_value(texts[slot])
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ParseError(
-                    "You have an error in your SQL syntax; LIMIT takes integer literals "
-                    f"(near '{texts[slot]}')"
-                )
+                raise limit_error(texts[slot])
             total += value
         return str(total)
+
+
+def limit_error(text: str) -> ParseError:
+    return ParseError(
+        f"You have an error in your SQL syntax; LIMIT takes integer literals (near '{text}')"
+    )
+
+
+_LIMIT_TOKENS = frozenset(
+    {TokenType.NUMBER, TokenType.PLACEHOLDER, TokenType.COMMA, TokenType.OFFSET}
+)
+
+
+def _bad_limit(text: str, tokens: Sequence[Token]) -> str | None:
+    """The text of what is not an integer literal (or parameter) in a LIMIT clause, if any."""
+    for i, token in enumerate(tokens):
+        if token.token_type in _LIMIT_TOKENS:
+            continue
+        if token.token_type is TokenType.DASH and i + 1 < len(tokens):
+            following = tokens[i + 1]
+            return text[token.start : following.end + 1].replace(" ", "")
+        return text[token.start : token.end + 1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BadLimit:
+    """Template part for a LIMIT MySQL would reject: the statement fails when it would run on
+    several shards, as it does when a parameter gives such a value (one shard: the backend
+    reports it)."""
+
+    text: str
+
+    def render(self, texts: tuple[str, ...]) -> str:
+        raise limit_error(self.text)
+
+
+class _InvalidLimit(Exception):
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -219,7 +259,11 @@ class ScatterRead:
             return texts
         filled = list(texts)
         for slot in limit_slots & bindings.params.keys():
-            filled[slot] = render_param(bindings.params[slot])
+            if not texts[slot].startswith("/*?"):
+                continue  # already the value's text
+            # MariaDB reads a NULL LIMIT parameter as 0 (and so does COM_STMT_PREPARE here).
+            value = bindings.params[slot]
+            filled[slot] = "0" if value is None else render_param(value)
         return tuple(filled)
 
     def bind(self, bindings: Bindings) -> Merge:
@@ -256,6 +300,8 @@ def _bind(node: object, bindings: Bindings) -> object:
 def _limit_value(value: object) -> int:
     if isinstance(value, Lit):
         value = value.value
+    if value is None:  # a parameter not bound yet (COM_STMT_PREPARE)
+        return 0
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise ParseError(f"You have an error in your SQL syntax near LIMIT {value!r}")
@@ -671,6 +717,7 @@ class _SelectPlanner:
         self.select = select
         self.text = text
         self.values = ValueReader(text, slots)
+        self.slot_ends = {end: index for index, (_, end) in enumerate(slots)}
         self.tables = tables
         self.base_edits = edits
         self.tokens = tokens
@@ -819,12 +866,81 @@ class _SelectPlanner:
 
     def literal(self, node: exp.Expression) -> Expr:
         """A literal (by its slot, so a cached plan takes new values) or NULL/TRUE/FALSE."""
+        marker = self._marker_slot(node)
+        if marker is not None:
+            return Param(marker)
         source = self.values.source(node)
         if isinstance(source, Slot):
             return Param(source.index, source.negate)
         if isinstance(source, Const):
             return Lit(source.value)
         raise _Refused(f"this literal in an expression merged across shards: {node.sql('mysql')}")
+
+    def _marker_slot(self, node: exp.Expression) -> int | None:
+        """The slot of a prepared-statement parameter kept as a marker (`/*?N*/?`).
+
+        sqlglot keeps no position for a `?`: it is matched with the `?` tokens of its clause
+        (select item, HAVING, ORDER BY) in order, as the clause's tree lists them."""
+        node = node.unnest()
+        if not isinstance(node, exp.Placeholder):
+            return None
+        clause: exp.Expression = node
+        while clause.parent is not None and clause.parent is not self.select:
+            clause = clause.parent
+        span = self._clause_text(clause)
+        if span is None:
+            return None
+        placeholders = [n for n in clause.walk() if isinstance(n, exp.Placeholder)]
+        tokens = [
+            t
+            for t in self.tokens.list
+            if t.token_type is TokenType.PLACEHOLDER and span[0] <= t.start < span[1]
+        ]
+        if len(tokens) != len(placeholders):
+            return None
+        position = next(i for i, p in enumerate(placeholders) if p is node)
+        return self.slot_ends.get(tokens[position].start + 1)
+
+    def _clause_text(self, clause: exp.Expression) -> tuple[int, int] | None:
+        """Where a direct part of the SELECT sits in the text."""
+        if clause.arg_key == "expressions":
+            for item, node in zip(self.items, self.select.expressions, strict=True):
+                if node is clause:
+                    return item.span
+            return None
+        if clause.arg_key in ("having", "order"):
+            return self.clause_span(clause.arg_key)
+        return None
+
+    def _limit_slots(self) -> tuple[int | None, int]:
+        """(offset slot, count slot) of the LIMIT clause, from its tokens."""
+        start = self.clauses.starts["limit"] + 1
+        end = self.clauses.clause_end("limit")
+        values = [
+            t
+            for t in self.tokens.list[start:end]
+            if t.token_type in (TokenType.NUMBER, TokenType.PLACEHOLDER)
+        ]
+        bad = _bad_limit(self.text, self.tokens.list[start:end])
+        if bad is not None:
+            raise _InvalidLimit(bad)
+        offset_word = any(t.token_type is TokenType.OFFSET for t in self.tokens.list[start:end])
+
+        def slot(token: Token) -> int:
+            if token.token_type is TokenType.PLACEHOLDER:
+                found = self.slot_ends.get(token.start + 1)
+            else:
+                found = self.values.slot_starts.get(token.start)
+            if found is None:
+                raise _Refused("LIMIT without literal values across several shards")
+            return found
+
+        if len(values) == 1:
+            return None, slot(values[0])
+        if len(values) == 2:
+            first, second = slot(values[0]), slot(values[1])
+            return (second, first) if offset_word else (first, second)
+        raise _Refused("this LIMIT form across several shards")
 
     # -- shapes ----------------------------------------------------------------------------
 
@@ -906,27 +1022,22 @@ class _SelectPlanner:
     def _limit(self, merge: Merge, per_shard: bool) -> Merge:
         """Limit(offset, count) over `merge`; rewrites the units' LIMIT to offset+count, or
         drops it when each unit must return all its rows."""
-        limit = self.select.args.get("limit")
-        span = self.clause_span("limit")
-        if limit is None:
+        if self.select.args.get("limit") is None:
             return merge
+        span = self.clause_span("limit")
         if span is None:
             raise _Refused("this LIMIT form across several shards")
-        offset_node = self.select.args.get("offset")
-        count = self.literal(limit.expression)
-        offset: Expr | int = 0
-        if offset_node is not None:
-            offset = self.literal(offset_node.expression)
-        if not isinstance(count, Param) or not isinstance(offset, Param | int):
-            raise _Refused("LIMIT without literal values across several shards")
-        if count.negate or (isinstance(offset, Param) and offset.negate):
-            raise _Refused("a negative LIMIT")
+        try:
+            offset_slot, count_slot = self._limit_slots()
+        except _InvalidLimit as invalid:
+            self.replace(span, ("LIMIT ", BadLimit(invalid.text), " "))
+            return Limit(merge, 0, 0)
         if per_shard:
-            offset_slot = offset.slot if isinstance(offset, Param) else None
-            self.replace(span, ("LIMIT ", LimitSum(offset_slot, count.slot), " "))
+            self.replace(span, ("LIMIT ", LimitSum(offset_slot, count_slot), " "))
         else:
             self.replace(span, " ")
-        return Limit(merge, offset, count)
+        offset = Param(offset_slot) if offset_slot is not None else 0
+        return Limit(merge, offset, Param(count_slot))
 
     # rows that each live on one shard
 
@@ -1173,7 +1284,7 @@ class _SelectPlanner:
             return self._agg_expr(node.this)
         if is_aggregate(node):
             return self._agg_column(node)
-        if self.values.source(node) is not None:
+        if self.values.source(node) is not None or self._marker_slot(node) is not None:
             return self.literal(node)
         if isinstance(node, exp.Div):
             self.uses_division = True
@@ -1379,6 +1490,7 @@ class _UnionPlanner:
         self.tree = tree
         self.text = text
         self.slot_starts = {start: index for index, (start, _) in enumerate(slots)}
+        self.slot_ends = {end: index for index, (_, end) in enumerate(slots)}
         self.tables = tables
         self.base_edits = edits
         self.tokens = tokens
@@ -1449,9 +1561,8 @@ class _UnionPlanner:
     def _limit_parts(
         self, limit: exp.Expression
     ) -> tuple[Param, Param | int, tuple[int, int] | None]:
-        count = self._param(limit.expression)
-        offset_node = self.tree.args.get("offset")
-        offset: Param | int = 0 if offset_node is None else self._param(offset_node.expression)
+        """(count, offset, span of the LIMIT clause) of the union's trailing LIMIT;
+        _InvalidLimit if it holds something other than integer literals."""
         limit_index = next(
             (
                 i
@@ -1462,22 +1573,50 @@ class _UnionPlanner:
         )
         if limit_index is None:
             raise _Refused("this LIMIT form across several shards")
+        tail = self.tokens.list[limit_index + 1 :]
+        values = [t for t in tail if t.token_type in (TokenType.NUMBER, TokenType.PLACEHOLDER)]
+        bad = _bad_limit(self.text, tail)
+        if bad is not None:
+            raise _InvalidLimit(bad)
+        slots = []
+        for token in values:
+            if token.token_type is TokenType.PLACEHOLDER:
+                slot = self.slot_ends.get(token.start + 1)  # a parameter kept as a marker
+            else:
+                slot = self.slot_starts.get(token.start)
+            if slot is None:
+                raise _Refused("LIMIT without literal values across several shards")
+            slots.append(slot)
         span = (self.tokens.list[limit_index].start, self.tokens.list[-1].end + 1)
-        return count, offset, span
+        if len(slots) == 1:
+            return Param(slots[0]), 0, span
+        if len(slots) != 2:
+            raise _Refused("this LIMIT form across several shards")
+        if any(t.token_type is TokenType.OFFSET for t in tail):
+            return Param(slots[0]), Param(slots[1]), span
+        return Param(slots[1]), Param(slots[0]), span
 
-    def _param(self, node: exp.Expression) -> Param:
-        start = node.meta.get("start")
-        slot = self.slot_starts.get(start) if start is not None else None
-        if slot is None or not isinstance(node, exp.Literal):
-            raise _Refused("LIMIT without literal values across several shards")
-        return Param(slot)
+    def _limit_clause(
+        self, limit: exp.Expression
+    ) -> tuple[tuple[Part, ...], Param | int, Param | int]:
+        """The per-shard LIMIT text, and the merge's offset and count."""
+        try:
+            count, offset, _ = self._limit_parts(limit)
+        except _InvalidLimit as invalid:
+            return ("LIMIT ", BadLimit(invalid.text)), 0, 0
+        offset_slot = offset.slot if isinstance(offset, Param) else None
+        return ("LIMIT ", LimitSum(offset_slot, count.slot)), offset, count
 
     def _limited_concat(self, limit: exp.Expression) -> ScatterRead:
-        count, offset, span = self._limit_parts(limit)
-        assert span is not None
-        offset_slot = offset.slot if isinstance(offset, Param) else None
+        limit_index = next(
+            i
+            for i, t in enumerate(self.tokens.list)
+            if t.token_type is TokenType.LIMIT and self.tokens.depth[i] == 0
+        )
+        span = (self.tokens.list[limit_index].start, self.tokens.list[-1].end + 1)
+        parts, offset, count = self._limit_clause(limit)
         edits = [e for e in self.base_edits if not (span[0] <= e[0] < span[1])]
-        edits.append((span[0], span[1], ("LIMIT ", LimitSum(offset_slot, count.slot))))
+        edits.append((span[0], span[1], parts))
         merge = Limit(Concat(), offset, count)
         return ScatterRead(Template.build(self.text, edits), merge, True)
 
@@ -1529,9 +1668,8 @@ class _UnionPlanner:
                 + ", ".join(columns[k.key.column] + (" DESC" if k.desc else "") for k in keys)
             )
         if limit is not None:
-            count, offset, _ = self._limit_parts(limit)
-            offset_slot = offset.slot if isinstance(offset, Param) else None
-            tail.extend((" LIMIT ", LimitSum(offset_slot, count.slot)))
+            parts, offset, count = self._limit_clause(limit)
+            tail.extend((" ", *parts))
             merge = Limit(merge, offset, count)
             has_params = True
         if hidden:

@@ -35,7 +35,7 @@ databases:
       products: {shard_key: sku, algorithm: hash_mod, backends: [ds0, ds1], tables_per_backend: 2}
       countries: {broadcast: true}
     binding: [[customers, orders]]
-limits: {max_merge_rows: 20000}
+limits: {max_merge_rows: 5000}
 """
 
 SCHEMA = [
