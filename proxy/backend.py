@@ -151,7 +151,7 @@ class BackendConnection:
 
     async def execute(self, sql: str) -> OkResult:
         """Run a statement that returns no rows; raise BackendError on ERR."""
-        self.send_command(p.COM_QUERY, sql.encode("utf-8"))
+        self.send_command(p.COM_QUERY, sql.encode("utf-8", "surrogateescape"))
         ok = None
         while True:
             payload = await self.read_packet()
@@ -169,7 +169,7 @@ class BackendConnection:
 
     async def query(self, sql: str) -> list[tuple[str | None, ...]]:
         """Run a statement and return its rows as text (None for NULL); for control queries."""
-        self.send_command(p.COM_QUERY, sql.encode("utf-8"))
+        self.send_command(p.COM_QUERY, sql.encode("utf-8", "surrogateescape"))
         payload = await self.read_packet()
         if payload[0] == 0x00:
             return []

@@ -9,6 +9,8 @@ transaction so they commit everywhere or nowhere.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +27,37 @@ Sender = Callable[[BackendConnection, Unit], Awaitable[None]]
 
 async def send_query(conn: BackendConnection, unit: Unit) -> None:
     conn.send_command(p.COM_QUERY, unit.sql.encode("utf-8", "surrogateescape"))
+
+
+# MySQL's optimizer hint in the client's text: /*+ ... MAX_EXECUTION_TIME(ms) ... */
+_HINT = re.compile(r"/\*\+[^*]*?\bMAX_EXECUTION_TIME\s*\(\s*(\d+)\s*\)", re.IGNORECASE)
+_SELECT = re.compile(r"^\s*(\(\s*)*SELECT\b", re.IGNORECASE)
+
+
+def time_limit(statement: str, session_limit: int) -> int:
+    """MySQL's time limit in milliseconds for a read (0: none): the statement's
+    MAX_EXECUTION_TIME hint, else the session's max_execution_time."""
+    match = _HINT.search(statement)
+    return int(match.group(1)) if match is not None else session_limit
+
+
+def with_time_limit(send: Sender, milliseconds: int) -> Sender:
+    """A sender whose statements stop after `milliseconds` on the backend itself.
+
+    MariaDB has no max_execution_time; its max_statement_time, set for one statement with
+    SET STATEMENT ... FOR, stops it the same way (error 1969, the connection stays usable).
+    MySQL backends get the optimizer hint. Each shard's statement gets the whole limit: they
+    run in parallel."""
+
+    async def limited(conn: BackendConnection, unit: Unit) -> None:
+        if "mariadb" in conn.server_version.lower():
+            sql = f"SET STATEMENT max_statement_time={milliseconds / 1000:.3f} FOR {unit.sql}"
+        else:
+            hint = f" /*+ MAX_EXECUTION_TIME({milliseconds}) */"
+            sql = _SELECT.sub(lambda m: m.group(0) + hint, unit.sql, count=1)
+        await send(conn, dataclasses.replace(unit, sql=sql))
+
+    return limited
 
 
 @dataclass

@@ -30,6 +30,8 @@ from proxy.executor import (
     run_writes,
     send_ok,
     send_query,
+    time_limit,
+    with_time_limit,
 )
 from proxy.merge_exec import merge_reads
 from proxy.metadata import client_host, run_metadata
@@ -121,6 +123,7 @@ class Session:
         # client ends it, statements fail and COMMIT reports the rollback instead of succeeding.
         self.txn_aborted: str | None = None
         self.next_transaction: str | None = None  # SET TRANSACTION for the next one only
+        self.max_execution_time = 0  # MySQL's, in ms, for SELECTs (MariaDB lacks the variable)
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
         self.statements: dict[int, ClientStatement] = {}
@@ -190,6 +193,7 @@ class Session:
                 self.state = ()
                 self.autocommit = True
                 self.next_transaction = None
+                self.max_execution_time = 0
                 self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_STMT_PREPARE:
                 await self.stmt_prepare(body)
@@ -442,6 +446,8 @@ class Session:
             elif a.name == "transaction":
                 # SET TRANSACTION without SESSION: only the next transaction's branches get it.
                 self.next_transaction = a.value_sql
+            elif a.name == "max_execution_time":
+                self.max_execution_time = _milliseconds(a.value_sql)
             elif a.name in ("names", "character set"):
                 value = a.value_sql.strip()
                 if value.strip("'\"`").lower() == _POOL_CHARSET:
@@ -585,6 +591,9 @@ class Session:
             await self.end_transaction(commit=True)
         elif not self.autocommit and not self.in_txn:
             self.in_txn = True
+        limit = time_limit(self.statement, self.max_execution_time)
+        if limit and not plan.is_write and not plan.implicit_commit:
+            send = with_time_limit(send, limit)
         try:
             if self.in_txn:
                 await self._run_in_transaction(plan, more, send)
@@ -797,6 +806,16 @@ def _one_copy(plan: QueryPlan, ok: OkResult) -> OkResult:
         return ok
     copies = len(plan.units)
     return OkResult(ok.affected_rows // copies, ok.last_insert_id, ok.status, ok.warnings // copies)
+
+
+def _milliseconds(value_sql: str) -> int:
+    """The value of SET max_execution_time (DEFAULT: 0, no limit)."""
+    value = value_sql.strip()
+    if value.upper() == "DEFAULT":
+        return 0
+    if not value.isdigit():
+        raise ProxyError("Incorrect argument type to variable 'max_execution_time'", 1232, "42000")
+    return int(value)
 
 
 def _literal(value: str | None) -> str:

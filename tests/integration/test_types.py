@@ -38,6 +38,7 @@ databases:
     tables:
       alltypes: {shard_key: k, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
       alltypes_p: {shard_key: k, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
+      latin: {shard_key: k, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
 """
 
 COLUMNS = """
@@ -470,3 +471,31 @@ def test_binary_protocol_values_and_metadata(
         for want, got in zip(want_rows, rows, strict=True):
             assert dict(zip(names, got, strict=True)) == dict(zip(names, want, strict=True))
         assert len(rows) == (1 if read == "routed" else len(ROWS))
+
+
+def test_a_write_over_two_backends_carries_any_bytes(both: dict[str, Any]) -> None:
+    """A latin1 client's text and raw bytes in one INSERT over both backends (the XA write
+    path, which sends the statement text itself): stored as MariaDB stores them."""
+    sql = "INSERT INTO latin (k, t, b) VALUES (1, %s, %s), (2, %s, %s)"
+    params = ("café ÿ", b"\xff\xfe\x00'", "naïve", bytes(range(128, 160)))
+    seen = []
+    for target in (both["reference"], both["proxy"]):
+        host, port, user, password = target
+        conn = pymysql.connect(
+            host=host, port=port, user=user, password=password, database="reference",
+            charset="latin1", autocommit=True,
+        )  # fmt: skip
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("DROP TABLE IF EXISTS latin")
+                cursor.execute(
+                    "CREATE TABLE latin (k INT PRIMARY KEY, t VARCHAR(20), b VARBINARY(40))"
+                )
+                cursor.execute(sql, params)
+                assert cursor.rowcount == 2
+                cursor.execute("SELECT k, t, b, HEX(t) FROM latin WHERE k IN (1, 2) ORDER BY k")
+                seen.append(cursor.fetchall())
+        finally:
+            conn.close()
+    assert seen[1] == seen[0]
+    assert seen[0][0][1:3] == ("café ÿ", b"\xff\xfe\x00'")
