@@ -602,3 +602,28 @@ def test_row_count_and_last_insert_id_follow_the_session(
     expected = answers(reference_db.connect())
     assert expected[2] == ((3, 1),)  # MariaDB: 3 rows, the first id of the multi-row INSERT
     assert answers(matrix_proxy.connect(database="matrix")) == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug: COM_STMT_EXECUTE of INSERT INTO sharded VALUES (?, ...) gets 1235; the "
+    "text path fills in the column list (catalog.with_column_list), the prepared path does "
+    "not, and ColumnListNeeded.text carries the parameters as 0s",
+)
+def test_prepared_insert_without_a_column_list(matrix_proxy: ProxyProcess) -> None:
+    import mysql.connector
+
+    conn = mysql.connector.connect(**connect_args(matrix_proxy), use_pure=True, autocommit=True)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("DROP TABLE IF EXISTS items")
+        cursor.execute(CREATE)
+        prepared = conn.cursor(prepared=True)
+        for k in (1, 2):  # two shards
+            prepared.execute("INSERT INTO items VALUES (?, ?, ?, ?)", item(k))
+        prepared.close()
+        cursor.execute("SELECT k, name, qty, price FROM items ORDER BY k")
+        assert cursor.fetchall() == [item(1), item(2)]
+        cursor.execute("DROP TABLE items")
+    finally:
+        conn.close()
