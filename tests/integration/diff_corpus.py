@@ -533,7 +533,7 @@ def random_queries(seed: int, count: int) -> list[Query]:
         if rng.random() < 0.6:
             parts = [_predicate(rng, table) for _ in range(rng.randrange(1, 3))]
             where = " WHERE " + rng.choice([" AND ", " OR "]).join(parts)
-        shape = rng.randrange(4)
+        shape = rng.randrange(7)
         if shape == 0:  # rows, maybe ordered and limited
             columns = rng.sample(strings + numbers + times, rng.randrange(1, 4))
             sql = f"SELECT {key}, {', '.join(columns)} FROM {name}{where}"
@@ -569,6 +569,30 @@ def random_queries(seed: int, count: int) -> list[Query]:
         elif shape == 2:  # aggregates over everything
             aggregates = [_aggregate(rng, table) for _ in range(rng.randrange(1, 5))]
             queries.append(Q(f"SELECT {', '.join(aggregates)} FROM {name}{where}"))
+        elif shape == 4:  # a join on the shard key, grouped or ordered
+            queries.append(_join_query(rng))
+        elif shape == 5:  # UNION [ALL]
+            queries.append(_union_query(rng))
+        elif shape == 6:  # grouped with HAVING on aggregates and expressions over them
+            group = rng.choice(strings + times)
+            aggregates = [_aggregate(rng, table) for _ in range(rng.randrange(1, 3))]
+            number = rng.choice(numbers)
+            having = rng.choice(
+                [
+                    f"COUNT(*) > {rng.randrange(0, 6)}",
+                    f"SUM({number}) > {rng.randrange(-100, 2000)}",
+                    f"AVG({number}) BETWEEN {rng.randrange(-50, 50)} AND {rng.randrange(50, 500)}",
+                    f"MAX({number}) - MIN({number}) >= {rng.randrange(0, 100)} OR COUNT(*) = 1",
+                    f"COUNT(*) IN (1, 2, 3) AND {group} IS NOT NULL",
+                ]
+            )
+            sql = (
+                f"SELECT {group}, {', '.join(aggregates)} FROM {name}{where} GROUP BY {group} "
+                f"HAVING {having} ORDER BY 2 DESC, 1"
+            )
+            if rng.random() < 0.4:
+                sql += f" LIMIT {rng.randrange(0, 4)}, {rng.randrange(1, 8)}"
+            queries.append(T(sql))
         else:  # DISTINCT
             columns = rng.sample(strings + numbers[1:] + times, rng.randrange(1, 3))
             sql = f"SELECT DISTINCT {', '.join(columns)} FROM {name}{where}"
@@ -580,3 +604,74 @@ def random_queries(seed: int, count: int) -> list[Query]:
             else:
                 queries.append(Q(sql))
     return queries
+
+
+def _join_query(rng: random.Random) -> Query:
+    """customers joined with their orders (same binding group, on the shard key), maybe with
+    countries (broadcast)."""
+    customer = ["c.name", "c.city", "c.tier", "c.balance", "c.age", "c.created_at"]
+    order = ["o.status", "o.note", "o.amount", "o.qty", "o.placed_at", "o.slot"]
+    joins = "customers c JOIN orders o ON o.customer_id = c.id"
+    if rng.random() < 0.4:
+        side = rng.choice(["", "LEFT "])
+        joins += f" {side}JOIN countries k ON k.code = c.country"
+        customer.append("k.region")
+    if rng.random() < 0.3:
+        joins = "customers c LEFT JOIN orders o ON o.customer_id = c.id"
+        customer = [col for col in customer if col != "k.region"]
+    where = ""
+    if rng.random() < 0.5:
+        where = rng.choice(
+            [
+                f" WHERE o.amount > {rng.randrange(0, 800)}",
+                " WHERE c.name = 'alice'",
+                f" WHERE c.age BETWEEN {rng.randrange(16, 50)} AND {rng.randrange(50, 90)}",
+                " WHERE o.status IN ('paid', 'NEW') OR c.city IS NULL",
+            ]
+        )
+    if rng.random() < 0.5:
+        group = rng.choice(customer + order)
+        number = rng.choice(["o.amount", "o.qty", "c.balance", "c.age"])
+        aggregates = rng.sample(
+            [
+                "COUNT(*)",
+                f"SUM({number})",
+                f"AVG({number})",
+                f"MIN({rng.choice(customer + order)})",
+                f"MAX({rng.choice(customer + order)})",
+                f"COUNT(DISTINCT {rng.choice(['c.id', 'o.status', 'c.name'])})",
+            ],
+            rng.randrange(1, 4),
+        )
+        sql = f"SELECT {group}, {', '.join(aggregates)} FROM {joins}{where} GROUP BY {group}"
+        if rng.random() < 0.5:
+            sql += f" ORDER BY 2{rng.choice(['', ' DESC'])}, 1 LIMIT {rng.randrange(1, 12)}"
+        return T(sql)
+    columns = rng.sample(customer + order, rng.randrange(1, 4))
+    sql = f"SELECT c.id, o.id, {', '.join(columns)} FROM {joins}{where}"
+    if rng.random() < 0.6:
+        keys = ", ".join(f"{c}{rng.choice(['', ' DESC'])}" for c in columns[:2])
+        sql += f" ORDER BY {keys}, c.id, o.id LIMIT {rng.randrange(0, 40)}"
+        return T(sql)
+    return Q(sql)
+
+
+def _union_query(rng: random.Random) -> Query:
+    branches = [
+        ("SELECT id, name FROM customers", "c"),
+        ("SELECT id, status FROM orders", "o"),
+        ("SELECT id, city FROM customers WHERE age > 40", "c"),
+        ("SELECT customer_id, note FROM orders WHERE qty < 5", "o"),
+        ("SELECT stock, category FROM products", "p"),
+    ]
+    first, second = rng.sample(branches[:4], 2)
+    kind = rng.choice(["UNION", "UNION ALL"])
+    sql = f"{first[0]} {kind} {second[0]}"
+    if rng.random() < 0.7:
+        sql += f" ORDER BY 2{rng.choice(['', ' DESC'])}, 1"
+        if kind == "UNION ALL":  # duplicates would make the order ambiguous
+            return Q(sql)
+        if rng.random() < 0.5:
+            sql += f" LIMIT {rng.randrange(0, 10)}, {rng.randrange(1, 20)}"
+        return T(sql)
+    return Q(sql)

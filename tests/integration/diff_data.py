@@ -220,10 +220,31 @@ class Query:
     concat: tuple[int, ...] = ()  # GROUP_CONCAT columns: compared as sorted parts
 
 
+# MariaDB's own precision for arithmetic on AVG() or a quotient depends on its plan: grouping
+# through a temporary table stores AVG() rounded to its scale before `* 2 + 1` reads it, a
+# streamed grouping keeps 9-digit words. Either is an answer one server gives; they differ by
+# one unit in the last place.
+_PLAN_DEPENDENT_DIGITS = re.compile(r"AVG\(.*\)\s*[-+*/]|/", re.I)
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+        return all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Decimal) and isinstance(b, Decimal) and a != b:
+        exponent = a.as_tuple().exponent
+        return exponent == b.as_tuple().exponent and abs(a - b) == Decimal(1).scaleb(exponent)  # type: ignore[arg-type]
+    return a == b
+
+
 def same_result(query: Query, expected: Sequence[Sequence[Any]], got: Sequence[Sequence[Any]]):
     """None if `got` is an answer one server could give for `expected`; else why not."""
     if len(expected) != len(got):
         return f"{len(got)} rows instead of {len(expected)}"
+    if query.ordered and _PLAN_DEPENDENT_DIGITS.search(query.sql):
+        want = normalize(_split_concat(expected, query.concat), True)
+        have = normalize(_split_concat(got, query.concat), True)
+        if all(_close(a, b) for a, b in zip(want, have, strict=True)):
+            return None
     for loose in (False, True):
         if loose and not _LOOSE.search(query.sql):
             break
