@@ -42,6 +42,7 @@ DOCKERFILE = DOCKER / "Dockerfile"
 CONFIG_PATH = "/etc/shardproxy/config.yaml"
 # Paths the image itself creates; everything else (/usr/local/bin, ...) is the base image's.
 IMAGE_PREFIXES = ("/opt/", "/etc/shardproxy")
+_HOST_PYTHON_ENV = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONUSERBASE")
 # What docker/config.yaml and the ConfigMap read from the environment.
 CONFIG_ENV = {
     "APP_PASSWORD": "app",
@@ -113,7 +114,8 @@ class Image:
         )
 
     def host_env(self, **overrides: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+        # Nothing of this test's own Python setup leaks into the image's.
+        env = {k: v for k, v in os.environ.items() if k not in _HOST_PYTHON_ENV}
         env.update({k: self.host_value(v) for k, v in self.env.items()})
         env.pop("PIP_NO_CACHE_DIR", None)  # the host's pip cache (see the module docstring)
         env.update(overrides)
@@ -304,6 +306,7 @@ def test_dockerfile_builds_a_slim_non_root_image_that_serves_the_mounted_config(
             "import proxy.metrics, router; print(router.__file__)",
         ],
         cwd=image.root,
+        env=image.host_env(),
         capture_output=True,
         text=True,
         check=True,
