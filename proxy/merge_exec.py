@@ -14,7 +14,6 @@ BIGINT, AVG's scale...), and the values the proxy computes are formatted to matc
 from __future__ import annotations
 
 import asyncio
-import datetime
 import struct
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -35,7 +34,6 @@ from router.plan import (
     Filter,
     GroupConcat,
     Key,
-    Limit,
     Merge,
     MergeSort,
     MinMax,
@@ -43,6 +41,7 @@ from router.plan import (
     Project,
     QueryPlan,
     Sort,
+    Unit,
 )
 from router.values import UnsignedInt, format_decimal, format_double
 
@@ -353,12 +352,19 @@ class _UnitStream:
     """One unit's result: started when first needed, rows read one packet at a time."""
 
     def __init__(
-        self, conn: BackendConnection, unit: object, names: NameMap, lane: _Lane, send: Sender
+        self,
+        conn: BackendConnection,
+        unit: Unit,
+        names: NameMap,
+        lane: _Lane,
+        send: Sender,
+        budget: Budget,
     ):
         self.conn = conn
         self.unit = unit
         self.lane = lane
         self.send = send
+        self.budget = budget
         self.reader = ResultReader(conn, names)
         self.started = False
         self.ended = False
@@ -374,7 +380,7 @@ class _UnitStream:
             await active.read_ahead()
         self.lane.active = self
         self.started = True
-        await self.send(self.conn, self.unit)  # type: ignore[arg-type]
+        await self.send(self.conn, self.unit)
         await self.reader.read_head()
         if self.reader.error is not None:
             self.ended = True
@@ -398,10 +404,10 @@ class _UnitStream:
             raise self.reader._error(payload)
         return payload
 
-    async def next(self, budget: Budget) -> bytes | None:
+    async def next(self) -> bytes | None:
         """The next row payload, or None at the end."""
         if self.buffer:
-            budget.give()
+            self.budget.give()
             return self.buffer.pop()
         if self.ended:
             return None
@@ -411,9 +417,9 @@ class _UnitStream:
             self.ended = True
         return payload
 
-    async def read_ahead(self, budget: Budget | None = None) -> None:
+    async def read_ahead(self) -> None:
         """Read the rest of this unit into memory: its connection is needed for another."""
-        budget = budget or self.budget
+        budget = self.budget
         rows = []
         while not self.ended:
             payload = await self._read()
@@ -424,8 +430,6 @@ class _UnitStream:
             rows.append(payload)
         rows.reverse()
         self.buffer = rows + self.buffer
-
-    budget: Budget
 
     def _release(self) -> None:
         if self.lane.active is self:
@@ -477,8 +481,6 @@ def _needed_columns(plan: Merge, width: int) -> list[bool]:
         elif isinstance(node, Filter):
             expr(node.condition)
         node = getattr(node, "source", None)
-        if isinstance(node, Limit | Project):
-            continue
     return needed
 
 
@@ -501,9 +503,7 @@ async def merge_reads(
     streams = []
     for conn, unit in zip(conns, plan.units, strict=True):
         lane = lanes.setdefault(id(conn), _Lane())
-        stream = _UnitStream(conn, unit, names, lane, send)
-        stream.budget = budget
-        streams.append(stream)
+        streams.append(_UnitStream(conn, unit, names, lane, send, budget))
     binary = send is not send_query
     header_sent = False
     try:
@@ -537,7 +537,7 @@ async def merge_reads(
                 channel.send(encode(row, visible_infos))
 
         while (index := merger.need()) is not None:
-            payload = await streams[index].next(budget)
+            payload = await streams[index].next()
             row = None if payload is None else decode(payload, width, infos, needed)
             out = merger.feed(index, row)
             if out:
@@ -574,6 +574,3 @@ __all__ = [
     "encode_text_row",
     "merge_reads",
 ]
-
-# Referenced for type checkers only.
-_ = datetime

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -1429,9 +1429,6 @@ class _SelectPlanner:
             column = self.hidden_copy(span)
             self.rules[column] = Computed(self._agg_expr(node))
             return Key(column)
-        for key in group_keys:
-            if key.column >= len(self.items) or key.column < 0:
-                continue
         return self.key_of(self.hidden_copy(span), node, span)
 
     def _extend_group_by(self, group_nodes: list[exp.Expression]) -> None:
@@ -1729,7 +1726,3 @@ __all__ = [
     "check_scopes",
     "plan_scatter_read",
 ]
-
-
-# Kept for static checkers: these names are part of the planning vocabulary.
-_UNUSED: tuple[Callable[..., object], ...] = (Const,)

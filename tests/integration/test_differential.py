@@ -225,3 +225,35 @@ def test_memory_cap_ends_an_oversized_merge_cleanly(setup: Setup) -> None:
     _, rows = _run(setup.client, sorted_rows)
     assert len(rows) == 900 * 8
     assert _run(setup.client, "SELECT COUNT(*) FROM customers")[1] == [(240,)]
+
+
+def test_session_variables_shape_merged_values(setup: Setup) -> None:
+    """group_concat_max_len cuts merged GROUP_CONCATs and div_precision_increment sets the scale
+    of merged AVG and divisions, as the session set them."""
+    client = setup.proxy.connect(database="diff")
+    reference = setup.reference_server.connect(REFERENCE_DB)
+    queries = [
+        Query("SELECT tier, AVG(age), SUM(balance) / COUNT(*) FROM customers GROUP BY tier", True),
+        Query("SELECT AVG(amount) * 3, AVG(qty) FROM orders"),
+    ]
+    try:
+        for conn in (client, reference):
+            with conn.cursor() as cursor:
+                cursor.execute("SET div_precision_increment = 7, group_concat_max_len = 25")
+        for query in queries:
+            _, expected = _run(reference, query.sql)
+            _, got = _run(client, query.sql)
+            assert same_result(query, expected, got) is None, (query.sql, expected, got)
+        # GROUP_CONCAT parts come in any order, so the cut falls anywhere: check its length,
+        # never more than the limit, and never more than a character short of it.
+        for sql in (
+            "SELECT tier, GROUP_CONCAT(name) FROM customers GROUP BY tier",
+            "SELECT GROUP_CONCAT(note SEPARATOR '🎁') FROM orders",
+        ):
+            for conn in (reference, client):
+                for row in _run(conn, sql)[1]:
+                    size = len(row[-1].encode())
+                    assert 25 - 3 <= size <= 25, (sql, row)
+    finally:
+        client.close()
+        reference.close()
