@@ -166,16 +166,22 @@ async def relay_single(
     names: NameMap,
     status: int,
     send: Sender = send_query,
+    insert_id: int = 0,
 ) -> Outcome:
-    """Run one unit and relay its answer; raises ProxyError (nothing sent) on ERR."""
+    """Run one unit and relay its answer; raises ProxyError (nothing sent) on ERR.
+
+    A nonzero `insert_id` (the proxy generated the keys) replaces the OK's last insert id."""
     await send(conn, unit)
     reader = ResultReader(conn, names)
     await reader.read_head()
     if reader.error is not None:
         raise reader.error
     if reader.ok is not None:
-        send_ok(channel, reader.ok, status)
-        return Outcome(reader.ok.affected_rows, reader.ok.last_insert_id, reader.ok.warnings)
+        ok = reader.ok
+        if insert_id:
+            ok = dataclasses.replace(ok, last_insert_id=insert_id)
+        send_ok(channel, ok, status)
+        return Outcome(ok.affected_rows, ok.last_insert_id, ok.warnings)
     channel.send(reader.head[4:])
     for column in reader.columns:
         channel.send(column)

@@ -28,6 +28,7 @@ from proxy.backend import Backends
 from proxy.catalog import Catalog
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.http import HttpEndpoints
+from proxy.ids import SnowflakeIds, worker_for
 from proxy.metrics import Metrics
 from proxy.names import NameMap
 from proxy.session import Session
@@ -64,6 +65,9 @@ class Server:
         instance = config.transactions.instance_id or secrets.token_hex(4)
         self.runtime = _build_runtime(config, None, instance)
         self.instance = instance
+        # Generated keys (proxy/ids.py); kept across reloads so they keep increasing.
+        worker = config.transactions.worker_id
+        self.keygen = SnowflakeIds(worker_for(instance) if worker is None else worker)
         self._recovery: asyncio.Task[None] | None = None
         self._catalog_sync: asyncio.Future[None] | None = None
         self.server_version = "10.11.0-MariaDB" + VERSION_SUFFIX

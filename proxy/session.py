@@ -123,6 +123,8 @@ class Session:
         # client ends it, statements fail and COMMIT reports the rollback instead of succeeding.
         self.txn_aborted: str | None = None
         self.next_transaction: str | None = None  # SET TRANSACTION for the next one only
+        # LAST_INSERT_ID(): the first key the last INSERT generated (the proxy's or a backend's).
+        self.last_insert_id = 0
         self.max_execution_time = 0  # MySQL's, in ms, for SELECTs (MariaDB lacks the variable)
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
@@ -131,6 +133,10 @@ class Session:
         self.statement = ""  # the client's text of the statement running (hints live there)
         self.active: list[BackendConnection] = []  # pooled connections of the running command
         self._statement_ids = itertools.count(1)
+
+    def new_ids(self, count: int) -> list[int]:
+        """Generated keys for the router (router.route.InsertRoute)."""
+        return self.server.keygen.next_ids(count)
 
     @property
     def runtime(self) -> Runtime:
@@ -194,6 +200,7 @@ class Session:
                 self.autocommit = True
                 self.next_transaction = None
                 self.max_execution_time = 0
+                self.last_insert_id = 0
                 self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_STMT_PREPARE:
                 await self.stmt_prepare(body)
@@ -238,10 +245,10 @@ class Session:
         plan: Plan | None = None
         try:
             try:
-                plan = self.runtime.router.plan(sql, self.database)
+                plan = self.runtime.router.plan(sql, self.database, new_ids=self.new_ids)
             except ColumnListNeeded as need:  # INSERT t VALUES ... (mysqldump's form)
                 with_columns = await self.runtime.catalog.with_column_list(need)
-                plan = self.runtime.router.plan(with_columns, self.database)
+                plan = self.runtime.router.plan(with_columns, self.database, new_ids=self.new_ids)
             await self.run_plan(plan, more)
         finally:
             self.server.metrics.statement(self, sql, plan, perf_counter() - started)
@@ -326,7 +333,7 @@ class Session:
         column_defs: list[bytes] = []
         try:
             plan = self.runtime.router.plan(
-                sql, self.database, [None] * num_params, keep_markers=True
+                sql, self.database, [None] * num_params, keep_markers=True, new_ids=self.new_ids
             )
         except (NoShardForValue, NotSupported):
             plan = None  # decided by the values at execution
@@ -366,12 +373,14 @@ class Session:
         try:
             values = [param.value for param in params]
             router = self.runtime.router
-            plan = router.plan(stmt.sql, self.database, values, keep_markers=True)
+            plan = router.plan(
+                stmt.sql, self.database, values, keep_markers=True, new_ids=self.new_ids
+            )
             if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
                 await self.run_query(plan, False, make_sender(params))
                 return
             # Answered with OK packets (or the proxy's own rows): run as text with the values.
-            plan = router.plan(stmt.sql, self.database, values)
+            plan = router.plan(stmt.sql, self.database, values, new_ids=self.new_ids)
             await self.run_plan(plan, False, binary=True)
         finally:
             self.server.metrics.statement(self, stmt.sql, plan, perf_counter() - started)
@@ -607,7 +616,12 @@ class Session:
         """USER(), CURRENT_USER(), CONNECTION_ID() as this session's (router.session_values)."""
         host = client_host(self)
         units = tuple(
-            Unit(u.backend, session_values.fill(u.sql, self.user, host, self.connection_id))
+            Unit(
+                u.backend,
+                session_values.fill(
+                    u.sql, self.user, host, self.connection_id, self.last_insert_id
+                ),
+            )
             for u in plan.units
         )
         return dataclasses.replace(plan, units=units)
@@ -624,7 +638,11 @@ class Session:
         if len(units) == 1:
             conn, _ = await self.connection(units[0].backend, read)
             try:
-                await relay_single(conn, units[0], self.channel, names, self.status(more), send)
+                outcome = await relay_single(
+                    conn, units[0], self.channel, names, self.status(more), send,
+                    _first(plan.generated_ids),
+                )  # fmt: skip
+                self._inserted(outcome.last_insert_id)
                 if _ASSIGNS.search(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             finally:
@@ -696,7 +714,7 @@ class Session:
             await self.end_transaction(commit=False)
             raise
         await self.end_transaction(commit=True)
-        send_ok(self.channel, _one_copy(plan, ok), self.status(more))
+        send_ok(self.channel, self._insert_result(plan, _one_copy(plan, ok)), self.status(more))
 
     async def _run_in_transaction(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units
@@ -706,7 +724,11 @@ class Session:
             status = self.status(more)
             if len(units) == 1:
                 conn = conns[units[0].backend]
-                await relay_single(conn, units[0], self.channel, self.runtime.names, status, send)
+                outcome = await relay_single(
+                    conn, units[0], self.channel, self.runtime.names, status, send,
+                    _first(plan.generated_ids),
+                )  # fmt: skip
+                self._inserted(outcome.last_insert_id)
                 if _ASSIGNS.search(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             elif _ASSIGNS.search(units[0].sql):
@@ -716,7 +738,7 @@ class Session:
             elif plan.is_write:
                 by_backend = _group_by_backend(units)
                 ok = await run_writes([conns[b] for b in by_backend], list(by_backend.values()))
-                send_ok(self.channel, _one_copy(plan, ok), status)
+                send_ok(self.channel, self._insert_result(plan, _one_copy(plan, ok)), status)
             elif not isinstance(plan.merge, Concat):  # one pinned connection per backend
                 await merge_reads(
                     [conns[u.backend] for u in units], plan, self.channel, self.runtime.names,
@@ -736,6 +758,17 @@ class Session:
                 # InnoDB rolled back this branch; MySQL ends the whole transaction, so do we.
                 await self.end_transaction(commit=False)
             raise
+
+    def _inserted(self, insert_id: int) -> None:
+        if insert_id:
+            self.last_insert_id = insert_id
+
+    def _insert_result(self, plan: QueryPlan, ok: OkResult) -> OkResult:
+        """The OK of a write over several units: the first generated key is its insert id."""
+        if plan.generated_ids:
+            ok = dataclasses.replace(ok, last_insert_id=plan.generated_ids[0])
+        self._inserted(ok.last_insert_id)
+        return ok
 
     async def _capture_user_variables(self, conn: BackendConnection, sql: str) -> None:
         """A statement assigned user variables (`SELECT @x := ...`): keep their new values in
@@ -785,6 +818,10 @@ class Session:
             self.channel.send(p.eof_packet(status, warnings))
         else:
             self.channel.send(p.ok_packet(status=status))
+
+
+def _first(ids: tuple[int, ...]) -> int:
+    return ids[0] if ids else 0
 
 
 def _group_by_backend(units: Sequence) -> dict[str, list]:

@@ -33,12 +33,14 @@ class Transactions:
 
     # Backend holding the decision log table; None: the first database's default backend.
     log_backend: str | None = None
-    # A prepared branch with no decision older than this is rolled back by recovery.
+    # Recovery rolls back a prepared branch without a decision once it has seen it this long.
     abort_after: int = 30
     # Seconds between recovery passes (one also runs at start).
     recovery_interval: int = 10
     # Unique per proxy instance; None: generated at start.
     instance_id: str | None = None
+    # 0..1023, the instance's part of every generated key; None: a hash of instance_id.
+    worker_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ class Table:
     shard_key: str | None = None  # lower case column name, SHARDED only
     algorithm: ShardAlgorithm | None = None  # SHARDED only
     algorithm_name: str | None = None  # as written in the file, for check-config / EXPLAIN
+    # SHARDED only: lower case column the proxy fills with a generated id when an INSERT
+    # leaves it out (proxy/ids.py).
+    generated_key: str | None = None
 
     @property
     def backends(self) -> tuple[str, ...]:

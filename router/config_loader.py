@@ -53,7 +53,7 @@ _HTTP_KEYS = ("host", "port")
 _LOGGING_KEYS = ("format", "level", "slow_query_ms")
 _LOG_FORMATS = ("text", "json")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id")
+_TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id", "worker_id")
 _LISTEN_KEYS = ("host", "port", "shutdown_grace", "tls", "require_secure_transport")
 _TLS_KEYS = ("cert", "key")
 _USER_KEYS = ("name", "password", "databases", "admin")
@@ -61,7 +61,16 @@ _BACKEND_KEYS = ("host", "port", "user", "password", "database", "pool", "replic
 _REPLICA_KEYS = ("host", "port", "user", "password", "weight")
 _POOL_KEYS = ("min", "max")
 _DATABASE_KEYS = ("default_backend", "tables", "binding")
-_SHARDED_KEYS = ("shard_key", "algorithm", "backends", "tables_per_backend", "nodes")
+_SHARDED_KEYS = (
+    "shard_key",
+    "algorithm",
+    "backends",
+    "tables_per_backend",
+    "nodes",
+    "generated_key",
+)
+_GENERATED_KEY_KEYS = ("column",)
+WORKER_IDS = 1024  # proxy/ids.py: 10 bits of every generated key
 _BROADCAST_KEYS = ("broadcast", "backends")
 _SINGLE_KEYS = ("backend", "physical")
 _TABLE_KEYS = tuple(dict.fromkeys(_SHARDED_KEYS + _BROADCAST_KEYS + _SINGLE_KEYS))
@@ -464,7 +473,12 @@ class _Loader:
                     "transactions.instance_id",
                     "must be 1 to 24 letters or digits",
                 )
-        return Transactions(log_backend, abort_after, interval, instance_id)
+        worker_id = default.worker_id
+        if "worker_id" in entries:
+            worker_id = self.integer(
+                entries["worker_id"][1], "transactions.worker_id", 0, WORKER_IDS - 1
+            )
+        return Transactions(log_backend, abort_after, interval, instance_id, worker_id)
 
     def listener(self, node: Node) -> Listener:
         entries = self.mapping(node, "listen")
@@ -821,7 +835,29 @@ class _Loader:
         if shard_key is None or nodes is None or built is None:
             return None
         algorithm_name, algorithm = built
-        return Table(name, TableKind.SHARDED, nodes, shard_key.lower(), algorithm, algorithm_name)
+        generated = None
+        if "generated_key" in entries:
+            generated = self.generated_key(entries["generated_key"][1], f"{path}.generated_key")
+        return Table(
+            name,
+            TableKind.SHARDED,
+            nodes,
+            shard_key.lower(),
+            algorithm,
+            algorithm_name,
+            generated_key=generated,
+        )
+
+    def generated_key(self, node: Node, path: str) -> str | None:
+        """`generated_key: {column: id}`: the column the proxy fills when INSERTs omit it."""
+        entries = self.mapping(node, path)
+        if entries is None:
+            return None
+        self.check_keys(entries, node, path, _GENERATED_KEY_KEYS, ("column",))
+        if "column" not in entries:
+            return None
+        column = self.string(entries["column"][1], f"{path}.column", name=True)
+        return None if column is None else column.lower()
 
     def data_nodes(
         self, name: str, node: Node, entries: Entries, path: str
@@ -1040,7 +1076,9 @@ def describe(config: Config) -> str:
 def _describe_table(table: Table) -> str:
     nodes = " ".join(str(node) for node in table.nodes)
     if table.kind is TableKind.SHARDED:
+        generated = f", generated key {table.generated_key}" if table.generated_key else ""
         return (
-            f"sharded by {table.shard_key} ({table.algorithm}, {len(table.nodes)} shards): {nodes}"
+            f"sharded by {table.shard_key} ({table.algorithm}, {len(table.nodes)} shards"
+            f"{generated}): {nodes}"
         )
     return f"{table.kind.value}: {nodes}"

@@ -26,8 +26,8 @@ from router.errors import ColumnListNeeded, NoDefaultForField, NotSupported, Pro
 from router.metadata import is_information_schema, plan_information_schema
 from router.parse import syntax_error
 from router.plan import Route
-from router.predicates import Source
-from router.rewrite import Rewriter, span
+from router.predicates import Slot, Source
+from router.rewrite import Rewriter, render_name, span
 from router.route import (
     CachedRoute,
     FixedRoute,
@@ -99,7 +99,7 @@ def plan_dml(
     rewriter.replace_database_calls(tree, current.name if current is not None else None)
     rewriter.edits.extend(session_call_edits(tree, text))
     if isinstance(tree, exp.Insert):
-        return _plan_insert(tree, text, tables, rewriter, values, session)
+        return _plan_insert(tree, text, tables, rewriter, values, session, len(slots))
     modified = _modified(tree, tables) if is_write else []
     template = Template.build(text, rewriter.edits)
     if tables.sharded:
@@ -220,7 +220,9 @@ def _plan_insert(
     rewriter: Rewriter,
     values: ValueReader,
     session: Session,
+    slot_count: int,
 ) -> CachedRoute:
+    """`slot_count`: the statement's literal slots; generated keys get the slots after them."""
     schema = tree.this
     target_node = schema.this if isinstance(schema, exp.Schema) else schema
     target = next((use for use in tables.uses if use.node is target_node), None)
@@ -231,6 +233,12 @@ def _plan_insert(
     template = Template.build(text, rewriter.edits)
     sharded = tables.sharded
     if not isinstance(tree.expression, exp.Values):
+        generated = target.table.generated_key
+        if generated is not None and generated not in _column_names(schema):
+            raise NotSupported(
+                f"INSERT ... SELECT into '{target.label}' without its generated key column "
+                f"'{generated}'"
+            )
         if not sharded:
             return _plan_unsharded(tables, rewriter.refs, template, [target], True, session)
         return _plan_insert_select(tables, target, rewriter.refs, template)
@@ -254,16 +262,37 @@ def _plan_insert(
             span(target_node.this)[1],
         )
     names = [column.name.lower() for column in columns]
-    if table.shard_key not in names:
+    rows = tree.expression.expressions
+    generated = table.generated_key
+    # The planner adds an omitted generated key column, and one value slot per row after the
+    # statement's own literal slots; the proxy supplies the keys (InsertRoute.instantiate).
+    add_key = generated is not None and generated not in names
+    if table.shard_key not in names and not (add_key and table.shard_key == generated):
         raise NoDefaultForField(table.shard_key)
     _check_conflict_clause(tree, target)
-    keys = _row_keys(tree.expression, names, names.index(table.shard_key), values, target)
+    if table.shard_key in names:
+        keys = _row_keys(tree.expression, names, names.index(table.shard_key), values, target)
+    else:  # the shard key is the generated key: each row goes where its new key says
+        _row_keys(tree.expression, names, 0, values, target, key_required=False)
+        keys = tuple(Slot(slot_count + row) for row in range(len(rows)))
     targets = shard_targets(table, rewriter.refs)
-    rows = tree.expression.expressions
+    spans = _row_spans(text, span(columns[-1])[1], len(rows))
+    if add_key:
+        assert generated is not None
+        if spans is None:
+            raise NotSupported("this form of INSERT into a table with a generated key")
+        after_columns = span(columns[-1])[1]
+        edits = rewriter.edits
+        edits.append((after_columns, after_columns, ", " + render_name(generated, True)))
+        for row, (_, end) in enumerate(spans):
+            edits.append((end - 1, end - 1, (", ", slot_count + row)))
+        template = Template.build(text, edits)
+    first_key = slot_count if add_key else None
     if len(rows) == 1:  # nothing to split: every statement goes whole to one shard
         empty = Template(())
-        return InsertRoute(target.label, table.algorithm, keys, targets, template, empty, (), empty)
-    spans = _row_spans(text, span(columns[-1])[1], len(rows))
+        return InsertRoute(
+            target.label, table.algorithm, keys, targets, template, empty, (), empty, first_key
+        )
     if spans is None:
         raise NotSupported("this form of multi-row INSERT into a sharded table")
     edits = rewriter.edits
@@ -276,7 +305,14 @@ def _plan_insert(
         Template.build(text, edits, 0, spans[0][0]),
         tuple(Template.build(text, edits, start, end) for start, end in spans),
         Template.build(text, edits, spans[-1][1], len(text)),
+        first_key,
     )
+
+
+def _column_names(schema: exp.Expression) -> list[str]:
+    if not isinstance(schema, exp.Schema):
+        return []
+    return [column.name.lower() for column in schema.expressions]
 
 
 def _plan_insert_select(
@@ -307,8 +343,14 @@ def _check_conflict_clause(tree: exp.Insert, target: TableUse) -> None:
 
 
 def _row_keys(
-    rows: exp.Values, names: list[str], index: int, values: ValueReader, target: TableUse
+    rows: exp.Values,
+    names: list[str],
+    index: int,
+    values: ValueReader,
+    target: TableUse,
+    key_required: bool = True,
 ) -> tuple[Source, ...]:
+    """Each row's shard-key source (`index`: the key's column); checks every row's width."""
     keys = []
     for number, row in enumerate(rows.expressions, 1):
         items = row.expressions if isinstance(row, exp.Tuple) else [row]
@@ -316,6 +358,8 @@ def _row_keys(
             raise ProxyError(
                 f"Column count doesn't match value count at row {number}", 1136, "21S01"
             )
+        if not key_required:
+            continue
         source = values.source(items[index])
         if source is None:
             raise NotSupported(

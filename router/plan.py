@@ -302,12 +302,17 @@ class QueryPlan:
     # DDL commits an open transaction first, as MySQL does.
     implicit_commit: bool = False
     merge: Merge = Concat()
+    # Keys generated for an INSERT that left out its table's generated key column, one per row
+    # in statement order; the first is the statement's LAST_INSERT_ID().
+    generated_ids: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         kind = "write" if self.is_write else "read"
         head = f"{self.route.value} {kind}, {len(self.units)} unit(s), merge: "
         merge = str(self.merge).splitlines()
         lines = [head + merge[0], *("  " + line for line in merge[1:])]
+        if self.generated_ids:
+            lines.append(f"  generated keys: {', '.join(map(str, self.generated_ids))}")
         lines += [f"  {unit}" for unit in self.units]
         return "\n".join(lines)
 

@@ -9,7 +9,7 @@ DDL, `ORDER BY 1`) are cached by exact text instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from sqlglot import exp
@@ -25,7 +25,7 @@ from router.literals import render_param
 from router.metadata import plan_table_locks
 from router.normalize import Normalized, normalize, split_statements
 from router.parse import parse, syntax_error
-from router.plan import MetadataPlan, Plan, QueryPlan, Unit
+from router.plan import ExplainShards, MetadataPlan, Plan, QueryPlan, Unit
 from router.predicates import Bindings
 from router.route import CachedRoute
 from router.statements import (
@@ -126,12 +126,15 @@ class Router:
         database: str | None,
         params: Sequence[object] | None = None,
         keep_markers: bool = False,
+        new_ids: Callable[[int], Sequence[int]] | None = None,
     ) -> Plan:
         """The plan for one statement in a session whose current database is `database`.
 
         `params` are the values of a prepared statement's `?` markers, in order. With
         `keep_markers`, the values still choose the shards but the physical SQL carries
         `param_marker(i)` where parameter i goes, so the proxy can prepare it on the backend.
+        `new_ids(n)` supplies n generated keys for an INSERT that leaves out its table's
+        generated key column (without it, such an INSERT is refused).
         """
         if params is None:
             cached = self._exact.get((database, sql))
@@ -142,6 +145,7 @@ class Router:
         if not normalized.shape:
             raise ProxyError("Query was empty", 1065, "42000")
         bindings = _bind(normalized, params, keep_markers)
+        bindings.new_ids = new_ids
         key = (database, normalized.shape)
         route = self._shapes.get(key)
         planned = route is None
@@ -164,7 +168,8 @@ class Router:
                 return cached
             self.misses += 1
         plan = self._plan_text(text, slots, bindings, Session(self.config, database))
-        self._exact.put(exact_key, plan)
+        if not _uses_generated_keys(plan):  # those are used up
+            self._exact.put(exact_key, plan)
         return plan
 
     def _plan_shape(
@@ -187,7 +192,9 @@ class Router:
         """The plan for exactly this statement text."""
         keyword = _keyword(text)
         if keyword in _ADMIN:
-            admin = plan_admin(text, lambda inner: self.plan(inner, session.database))
+            admin = plan_admin(
+                text, lambda inner: self.plan(inner, session.database, new_ids=bindings.new_ids)
+            )
             if admin is not None:
                 return admin
         if keyword in _DML:
@@ -234,6 +241,11 @@ class Router:
         units = tuple(Unit(unit.backend, prefix + unit.sql) for unit in plan.units)
         # The units' EXPLAIN rows are shown as they are, not merged.
         return QueryPlan(units, plan.route, is_write=False)
+
+
+def _uses_generated_keys(plan: Plan) -> bool:
+    inner = plan.plan if isinstance(plan, ExplainShards) else plan
+    return isinstance(inner, QueryPlan) and bool(inner.generated_ids)
 
 
 def _refuse_several_statements(text: str) -> None:

@@ -6,6 +6,7 @@ cache hit evaluates the tree against the statement's literal values and the tabl
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,11 +18,19 @@ from router.literals import literal_value
 class Bindings:
     """The literal values of one statement, converted only when routing asks for them."""
 
-    __slots__ = ("params", "texts")
+    __slots__ = ("new_ids", "params", "texts")
 
-    def __init__(self, texts: tuple[str, ...], params: dict[int, object]):
+    def __init__(
+        self,
+        texts: tuple[str, ...],
+        params: dict[int, object],
+        new_ids: Callable[[int], Sequence[int]] | None = None,
+    ):
         self.texts = texts  # every slot's SQL text, parameters already rendered
         self.params = params  # slot -> value, for slots that came from `?` parameters
+        # Supplies n generated keys for an INSERT that leaves its generated column out; the
+        # proxy passes it in, so the router holds no clock or counter.
+        self.new_ids = new_ids
 
     def value(self, slot: int) -> object:
         """Slot `slot`'s value: the parameter as bound, or the literal read from its text."""

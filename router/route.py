@@ -158,8 +158,18 @@ class InsertRoute:
     prefix: Template  # up to the first row: INSERT INTO t (cols) VALUES
     rows: tuple[Template, ...]
     suffix: Template  # after the last row: ON DUPLICATE KEY UPDATE ...
+    # Set when the planner added the table's generated key column: the literal slot of row 0's
+    # key (row r's is generated + r), filled with keys from `bindings.new_ids` at each run.
+    generated: int | None = None
 
     def instantiate(self, bindings: Bindings) -> QueryPlan:
+        ids: tuple[int, ...] = ()
+        if self.generated is not None:
+            if bindings.new_ids is None:
+                raise NotSupported(f"INSERT into '{self.table}' without its generated key")
+            ids = tuple(bindings.new_ids(len(self.keys)))
+            generated = tuple(str(i) for i in ids)
+            bindings = Bindings(bindings.texts[: self.generated] + generated, bindings.params)
         groups: dict[int, list[int]] = {}
         for row, key in enumerate(self.keys):
             value = key.resolve(bindings)
@@ -170,16 +180,15 @@ class InsertRoute:
         if len(groups) == 1:
             (shard,) = groups
             target = self.targets[shard]
-            return QueryPlan(
-                (_unit(target, self.whole.render(texts, target.names)),), Route.SINGLE, True
-            )
+            unit = _unit(target, self.whole.render(texts, target.names))
+            return QueryPlan((unit,), Route.SINGLE, True, generated_ids=ids)
         units = []
         for shard in sorted(groups):
             names = self.targets[shard].names
             rows = ", ".join(self.rows[row].render(texts, names) for row in groups[shard])
             sql = self.prefix.render(texts, names) + rows + self.suffix.render(texts, names)
             units.append(_unit(self.targets[shard], sql))
-        return QueryPlan(tuple(units), Route.MULTI, True)
+        return QueryPlan(tuple(units), Route.MULTI, True, generated_ids=ids)
 
 
 CachedRoute = FixedRoute | ShardedRoute | InsertRoute

@@ -1,5 +1,5 @@
-"""USER(), CURRENT_USER(), SESSION_USER(), SYSTEM_USER() and CONNECTION_ID() of the client's
-session, not of the proxy's backend connection.
+"""USER(), CURRENT_USER(), SESSION_USER(), SYSTEM_USER(), CONNECTION_ID() and LAST_INSERT_ID()
+of the client's session, not of the proxy's backend connection.
 
 The router replaces each call with a marker (valid SQL on its own) and keeps the client's
 column label; plans stay independent of the session, so they are cached as usual. Just before
@@ -18,6 +18,9 @@ from router.literals import quote_string
 USER = "/*shardproxy:user*/NULL"
 CURRENT_USER = "/*shardproxy:current_user*/NULL"
 CONNECTION_ID = "/*shardproxy:connection_id*/NULL"
+# The session's last generated key (proxy-generated or a backend's AUTO_INCREMENT), as MySQL
+# keeps it per connection; LAST_INSERT_ID(expr) is left to the backend.
+LAST_INSERT_ID = "/*shardproxy:last_insert_id*/NULL"
 PREFIX = "/*shardproxy:"
 
 _FUNCTIONS = MappingProxyType(
@@ -27,6 +30,7 @@ _FUNCTIONS = MappingProxyType(
         "SYSTEM_USER": USER,
         "CURRENT_USER": CURRENT_USER,
         "CONNECTION_ID": CONNECTION_ID,
+        "LAST_INSERT_ID": LAST_INSERT_ID,
     }
 )
 _EMPTY_CALL = re.compile(r"\s*\(\s*\)")
@@ -80,10 +84,11 @@ def _edit(text: str, start: int, end: int, marker: str, label: bool) -> tuple[in
     return start, end, marker
 
 
-def fill(sql: str, user: str, host: str, connection_id: int) -> str:
+def fill(sql: str, user: str, host: str, connection_id: int, last_insert_id: int = 0) -> str:
     """`sql` with the session's values in place of the markers."""
     return (
         sql.replace(USER, quote_string(f"{user}@{host}"))
         .replace(CURRENT_USER, quote_string(f"{user}@%"))
         .replace(CONNECTION_ID, str(connection_id))
+        .replace(LAST_INSERT_ID, str(last_insert_id))
     )

@@ -44,15 +44,19 @@ databases:
     tables:
       accounts:  {{shard_key: id, algorithm: mod, backends: [x0, x1], tables_per_backend: 2}}
       transfers: {{shard_key: id, algorithm: mod, backends: [x0, x1], tables_per_backend: 2}}
+      events:    {{shard_key: id, algorithm: mod, backends: [x0, x1], tables_per_backend: 2, generated_key: {{column: id}}}}
+      notes:     {{shard_key: account_id, algorithm: mod, backends: [x0, x1], tables_per_backend: 2, generated_key: {{column: id}}}}
     binding: [[accounts, transfers]]
 transactions:
   log_backend: x0
   abort_after: {abort_after}
   recovery_interval: {recovery_interval}
   instance_id: {instance_id}
-"""  # noqa: E501
+{worker}"""  # noqa: E501
 
 ACCOUNTS = "CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)"
+EVENTS = "CREATE TABLE events (id BIGINT PRIMARY KEY, body VARCHAR(100))"
+NOTES = "CREATE TABLE notes (id BIGINT PRIMARY KEY, account_id BIGINT NOT NULL, body VARCHAR(100))"
 TRANSFERS = (
     "CREATE TABLE transfers (id BIGINT PRIMARY KEY, src BIGINT NOT NULL, dst BIGINT NOT NULL, "
     "amount BIGINT NOT NULL)"
@@ -96,6 +100,7 @@ def xa_config(
     instance_id: str = "A",
     abort_after: int = ABORT_AFTER,
     recovery_interval: int = RECOVERY_INTERVAL,
+    worker_id: int | None = None,
 ) -> str:
     """A proxy config for the `bank` database on the pair, its physical databases `db`_0/_1."""
     text = CONFIG.format(
@@ -103,6 +108,7 @@ def xa_config(
         instance_id=instance_id,
         abort_after=abort_after,
         recovery_interval=recovery_interval,
+        worker="" if worker_id is None else f"  worker_id: {worker_id}\n",
     )
     return retarget_config(text, cluster)
 
