@@ -78,3 +78,22 @@ def _sessions(server: Server) -> Rows:
             )
         )
     return columns, rows
+
+
+async def xa_transactions(server: Server) -> Rows:
+    """SHOW SHARDPROXY TRANSACTIONS: every XA branch prepared on a backend server whose decision
+    lives in this proxy's decision log (whichever instance started it), oldest first.
+
+    `decision` is COMMIT or ABORT once decided (recovery will finish the branch) and NULL while
+    undecided: its coordinator may still be committing, or recovery will roll it back after
+    `transactions.abort_after`. A server that did not answer gets a row with state
+    'unreachable'."""
+    columns = ["backend", "gtrid", "branch", "instance", "decision", "age_seconds", "state"]
+    branches, unreachable = await server.runtime.coordinator.in_doubt()
+    rows: list[Sequence[object]] = []
+    for b in sorted(branches, key=lambda b: (-(b.age_seconds or 0), b.gtrid, b.bqual)):
+        age = None if b.age_seconds is None else round(b.age_seconds, 1)
+        instance = b.gtrid.split("-")[2]
+        rows.append((b.backend, b.gtrid, b.bqual, instance, b.decision, age, "prepared"))
+    rows += [(name, None, None, None, None, None, "unreachable") for name in unreachable]
+    return columns, rows

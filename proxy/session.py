@@ -19,7 +19,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from proxy import packets as p
-from proxy.admin import admin_show, explain_shards
+from proxy.admin import admin_show, explain_shards, xa_transactions
 from proxy.backend import BackendConnection, BackendError, OkResult, assignment_sql
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.executor import (
@@ -63,6 +63,7 @@ from router.plan import (
     ADMIN_PLANS,
     METADATA_PLANS,
     AdminShow,
+    AdminWhat,
     Concat,
     ExplainShards,
     KillPlan,
@@ -290,6 +291,8 @@ class Session:
             return
         if isinstance(plan, ExplainShards):
             columns, rows = explain_shards(plan)
+        elif plan.what is AdminWhat.TRANSACTIONS:
+            columns, rows = await xa_transactions(self.server)
         else:
             columns, rows = admin_show(plan, self.server)
         self.send_rows(columns, rows, more, binary)

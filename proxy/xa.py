@@ -389,15 +389,15 @@ class Coordinator:
 
     # --- recovery -------------------------------------------------------------------------
 
-    async def in_doubt(self) -> tuple[list[InDoubt], bool]:
+    async def in_doubt(self) -> tuple[list[InDoubt], list[str]]:
         """Every prepared branch whose decision lives in our log, on every reachable server,
-        with its decision; and whether every server answered.
+        with its decision; and the servers (as a backend on each) that did not answer.
 
         XA RECOVER lists a whole server's branches, so each server is asked once even when
         several backends (databases) live on it. It also lists branches still attached to a
         live coordinator's connection (which no other connection can finish)."""
         found: list[tuple[str, str, str]] = []
-        complete = True
+        unreachable: list[str] = []
         servers: dict[tuple[str, int], str] = {}
         for name, pool in self.backends.pools.items():
             servers.setdefault((pool.backend.host, pool.backend.port), name)
@@ -406,13 +406,13 @@ class Coordinator:
             try:
                 conn = await asyncio.wait_for(pool.acquire(), LOG_TIMEOUT)
             except (ProxyError, TimeoutError):
-                complete = False
+                unreachable.append(name)
                 continue
             try:
                 rows = await asyncio.wait_for(conn.query("XA RECOVER"), LOG_TIMEOUT)
             except (ProxyError, TimeoutError):
                 pool.release(conn, False)
-                complete = False
+                unreachable.append(name)
                 continue
             pool.release(conn)
             for format_id, gtrid_len, bqual_len, data in rows:
@@ -428,7 +428,7 @@ class Coordinator:
             InDoubt(backend, gtrid, bqual, decisions.get(gtrid), gtrid_age_seconds(gtrid, now))
             for backend, gtrid, bqual in found
         ]
-        return branches, complete
+        return branches, unreachable
 
     async def recover(self) -> int:
         """Finish what crashed or stalled coordinators left prepared; returns branches resolved.
@@ -438,7 +438,8 @@ class Coordinator:
         coordinator may still be deciding); then ABORT is recorded, unless a COMMIT got there
         first, and applied."""
         started = await self.log.now()
-        branches, complete = await self.in_doubt()
+        branches, unreachable = await self.in_doubt()
+        complete = not unreachable
         now = time.monotonic()
         seen = {b.gtrid for b in branches}
         if complete:

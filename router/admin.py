@@ -4,6 +4,7 @@
     SHOW SHARDPROXY BACKENDS        backends, their pools and health
     SHOW SHARDPROXY RULES           the sharding rules as loaded
     SHOW SHARDPROXY SESSIONS        client sessions
+    SHOW SHARDPROXY TRANSACTIONS    in-doubt XA branches on the backends, with their decisions
     RELOAD SHARDPROXY CONFIG        load the config file again (as SIGHUP does)
 
 Only users marked `admin: true` may run them; the proxy checks that. KILL [QUERY|CONNECTION] n

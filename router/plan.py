@@ -412,11 +412,12 @@ class AdminWhat(Enum):
     BACKENDS = "backends"
     RULES = "rules"
     SESSIONS = "sessions"
+    TRANSACTIONS = "transactions"  # XA branches prepared on the backends (in doubt)
 
 
 @dataclass(frozen=True)
 class AdminShow:
-    """SHOW SHARDPROXY BACKENDS | RULES | SESSIONS: the proxy's own state."""
+    """SHOW SHARDPROXY BACKENDS | RULES | SESSIONS | TRANSACTIONS: the proxy's own state."""
 
     what: AdminWhat
 

@@ -220,3 +220,55 @@ def test_two_instances_recovering_the_same_crash_decide_each_branch_once(
     # Both servers agree: a committed branch on x0 means a committed branch on x1.
     committed = {gtrid for _, verb, gtrid, _ in lines if verb == "COMMIT"}
     assert len(committed) == states.count("moved")
+
+
+def show_transactions(proxy: ProxyProcess, user: str = "admin") -> list[tuple]:
+    conn = proxy.connect(user=user, password=user, database="bank")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW SHARDPROXY TRANSACTIONS")
+            assert [d[0] for d in cursor.description] == [
+                "backend",
+                "gtrid",
+                "branch",
+                "instance",
+                "decision",
+                "age_seconds",
+                "state",
+            ]
+            return list(cursor.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("crash_at", ["after_prepare", "after_decision"])
+def test_admin_statement_lists_in_doubt_branches(
+    pair: Cluster, proxies: Proxies, crash_at: str
+) -> None:
+    """B recovers only at start (recovery_interval 60), so A's branches stay in doubt."""
+    db = new_db_name("xarecov")
+    b = proxies.start(xa_config(pair, db, "B", abort_after=60, recovery_interval=60), "lazy-b")
+    a = proxies.start(xa_config(pair, db, "A"), "instance-a", SHARDPROXY_CRASH_AT=crash_at)
+    open_accounts(a, 1)
+    assert show_transactions(b) == []
+
+    commit_all([begin_transfer(a, 0)])
+    wait_until(lambda: not a.is_running(), 10, "A to kill itself")
+    rows = show_transactions(b)
+    decision = "COMMIT" if crash_at == "after_decision" else None
+    ((gtrid, _),) = {(row[1], 0) for row in rows}
+    assert [(r[0], r[2], r[3], r[4], r[6]) for r in rows] == [
+        ("x0", "x0", "A", decision, "prepared"),
+        ("x1", "x1", "A", decision, "prepared"),
+    ]
+    assert all(0 <= float(r[5]) < 60 for r in rows)
+    assert gtrid.startswith("sp-") and "-A-" in gtrid
+
+    with pytest.raises(pymysql.err.OperationalError) as excinfo:
+        show_transactions(b, user="app")
+    assert excinfo.value.args[0] == 1227
+
+    if decision == "COMMIT":
+        b.restart()  # recovery at start applies the decision
+        assert show_transactions(b) == []
+        assert transfer_states(pair, db, 1) == ["moved"]
