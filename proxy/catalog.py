@@ -4,9 +4,11 @@
 schemas on the metadata backend, so MariaDB evaluates them exactly. This module keeps them in
 step with the tables' first data nodes: each catalog table is created from its first node's
 SHOW CREATE TABLE with the physical names made logical, and recreated only when that text
-changes. It syncs at start, after every DDL through the proxy (before the client gets its OK,
-so a client reads its own DDL back), and again when a metadata query comes more than
-`STALE_AFTER` seconds after the last sync (DDL made straight on the backends).
+changes. It syncs at start and after every DDL through the proxy (before the client gets its
+OK, so a client reads its own DDL back). Before each catalog query it compares the first nodes'
+CREATE_TIME (which every CREATE, DROP and ALTER changes) with the last sync's, one query per
+backend, and syncs what differs: DDL made straight on the backends shows at once. Everything is
+compared again `STALE_AFTER` seconds after the last full sync (CREATE_TIME has 1 s steps).
 
 The catalog lives in MySQL, not in the proxy, so every proxy instance over the same backends
 shares it; two instances syncing at once converge on the same text.
@@ -29,12 +31,16 @@ from router.rewrite import render_name
 
 log = logging.getLogger("shardproxy.catalog")
 
-STALE_AFTER = 10.0  # seconds; a metadata query after that re-checks every table
+STALE_AFTER = 30.0  # seconds; a metadata query after that re-checks every table
 ER_NO_SUCH_TABLE = 1146
 ER_TABLE_EXISTS = 1050
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
 _CREATE_HEAD = re.compile(r"CREATE\s+TABLE\s+`(?:[^`]|``)+`", re.I)
 _WORD = re.compile(r"\w+")
+_CREATION_TIMES = (
+    "SELECT TABLE_NAME, CREATE_TIME, CREATE_TIME >= NOW() - INTERVAL 1 SECOND "
+    "FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+)
 
 TableKey = tuple[str, str]  # (logical database, logical table)
 
@@ -52,16 +58,39 @@ class Catalog:
         self.names = names
         self.backend = metadata_backend(config)
         self.synced_at: float | None = None  # monotonic time of the last full sync
+        # First node's CREATE_TIME per table as of its last sync (None: no such table). Any
+        # CREATE, DROP or ALTER changes it, so comparing finds tables changed on the backends.
+        self._created: dict[TableKey, str | None] = {}
         self._columns: dict[TableKey, tuple[str, ...]] = {}  # INSERT's implicit column lists
         self._lock = asyncio.Lock()
 
     def _fresh(self) -> bool:
         return self.synced_at is not None and time.monotonic() - self.synced_at < STALE_AFTER
 
-    async def ensure(self) -> None:
-        """Sync everything unless a full sync happened within STALE_AFTER seconds."""
+    async def ensure(self, stale_ok: bool = False) -> None:
+        """Before a catalog query: sync the tables whose first node changed since their last
+        sync (one query per backend), and everything after STALE_AFTER seconds.
+
+        `stale_ok`: any earlier sync will do (a session holding pinned connections must not
+        wait for the pool's, which a pool of one could never give it)."""
+        if self.synced_at is not None and stale_ok:
+            return
         if not self._fresh():
             await self.sync(only_if_stale=True)
+            return
+        try:
+            created = await self._creation_times(self._all_keys())
+        except ProxyError as exc:
+            raise CatalogUnavailable(
+                f"The metadata catalog can't be checked: {exc.message}"
+            ) from exc
+        changed = [
+            key
+            for key, value in created.items()
+            if self._created.get(key) != value or (value or "").endswith("*")
+        ]
+        if changed:
+            await self.sync(changed)
 
     async def sync(
         self, keys: Iterable[TableKey] | None = None, only_if_stale: bool = False
@@ -75,6 +104,7 @@ class Catalog:
                 self._columns.pop(key, None)
             started = time.monotonic()
             try:
+                created = await self._creation_times(wanted)
                 definitions = await self._definitions(wanted)
                 await self._apply(definitions, full=keys is None)
             except ProxyError as exc:
@@ -83,6 +113,7 @@ class Catalog:
                     f"{exc.message}",
                     exc.code if isinstance(exc, BackendError) else None,
                 ) from exc
+            self._created.update(created)
             if keys is None:
                 self.synced_at = started
 
@@ -129,6 +160,26 @@ class Catalog:
                 found.update(index.get(word.lower(), ()))
         return sorted(found)
 
+    async def _creation_times(self, keys: list[TableKey]) -> dict[TableKey, str | None]:
+        """Each table's first node CREATE_TIME (None if it doesn't exist), a query per backend."""
+        by_backend: dict[str, dict[str, TableKey]] = {}
+        for key in keys:
+            node = self._table(key).nodes[0]
+            by_backend.setdefault(node.backend, {})[node.table.lower()] = key
+        found: dict[TableKey, str | None] = dict.fromkeys(keys)
+
+        async def read(backend: str, names: dict[str, TableKey]) -> None:
+            rows = await _query_on(self.backends, backend, _CREATION_TIMES)
+            for name, created, recent in rows:
+                key = names.get((name or "").lower())
+                if key is not None:
+                    # Changed within the last second: a second change in the same second would
+                    # keep this CREATE_TIME, so the table stays unsettled (synced again).
+                    found[key] = (created or "") + ("*" if recent == "1" else "")
+
+        await asyncio.gather(*(read(b, n) for b, n in by_backend.items()))
+        return found
+
     def _table(self, key: TableKey) -> Table:
         return self.config.databases[key[0]].tables[key[1]]
 
@@ -163,18 +214,24 @@ class Catalog:
         return "CREATE TABLE " + render_name(key[1], True) + self.names.message(body)
 
     async def _apply(self, definitions: dict[TableKey, str | None], full: bool) -> None:
+        databases = {db for db, _ in definitions}
+        if full:
+            databases |= set(self.config.databases)
+        # Read before taking the catalog's connection: with a pool of one, holding two
+        # connections to one backend would wait for ever.
+        charsets = {db: await self._charset(db) for db in sorted(databases)}
         pool = self.backends[self.backend]
         conn = await pool.acquire()
         try:
             # This connection's session is changed (USE, foreign_key_checks): it is closed after.
             await conn.execute("SET SESSION foreign_key_checks = 0")
-            databases = {db for db, _ in definitions}
-            if full:
-                databases |= set(self.config.databases)
             for database in sorted(databases):
-                schema = catalog_database(database)
-                await self._ensure_schema(conn, database, schema)
-                await conn.execute("USE " + render_name(schema, True))
+                schema = render_name(catalog_database(database), True)
+                options = charsets[database]
+                await conn.execute(f"CREATE DATABASE IF NOT EXISTS {schema}{options}")
+                if options:
+                    await conn.execute(f"ALTER DATABASE {schema}{options}")
+                await conn.execute("USE " + schema)
                 for (db, table), wanted in definitions.items():
                     if db == database:
                         await _put_table(conn, table, wanted)
@@ -186,8 +243,8 @@ class Catalog:
         finally:
             pool.release(conn, clean=False)
 
-    async def _ensure_schema(self, conn: BackendConnection, database: str, schema: str) -> None:
-        """CREATE DATABASE for the catalog, with the default backend's character set."""
+    async def _charset(self, database: str) -> str:
+        """` CHARACTER SET x COLLATE y` of the logical database's default backend ('' if none)."""
         default = self.config.databases[database].default_backend
         physical = self.config.backends[default].database
         rows = await _query_on(
@@ -196,12 +253,9 @@ class Catalog:
             "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
             f"information_schema.SCHEMATA WHERE SCHEMA_NAME = '{_escape(physical)}'",
         )
-        options = ""
         if rows and rows[0][0] and rows[0][1]:
-            options = f" CHARACTER SET {rows[0][0]} COLLATE {rows[0][1]}"
-        await conn.execute(f"CREATE DATABASE IF NOT EXISTS {render_name(schema, True)}{options}")
-        if options:
-            await conn.execute(f"ALTER DATABASE {render_name(schema, True)}{options}")
+            return f" CHARACTER SET {rows[0][0]} COLLATE {rows[0][1]}"
+        return ""
 
 
 async def _show_create(conn: BackendConnection, name: str) -> str | None:

@@ -9,9 +9,10 @@ gets row counts and sizes summed over the data nodes, as the catalog's tables ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import struct
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -199,15 +200,8 @@ async def table_stats(session: Session, database: str) -> dict[str, TableStats]:
     backends = sorted({backend for backend, _ in wanted})
 
     async def read(backend: str) -> list[tuple[str | None, ...]]:
-        pool = session.runtime.backends[backend]
-        conn = await pool.acquire()
-        clean = False
-        try:
-            rows = await conn.query(_STATS_SQL)
-            clean = True
-            return rows
-        finally:
-            pool.release(conn, clean)
+        async with _connection(session, backend) as conn:
+            return await conn.query(_STATS_SQL)
 
     stats: dict[str, TableStats] = {}
     for backend, rows in zip(backends, await asyncio.gather(*map(read, backends)), strict=True):
@@ -280,28 +274,42 @@ async def run_metadata(
     runtime = session.runtime
     if plan.catalog:
         try:
-            await runtime.catalog.ensure()
+            await runtime.catalog.ensure(stale_ok=bool(session.txn_conns))
         except ProxyError:
             if plan.fallback is None:
                 raise
             session.show(plan.fallback, more, binary)
             return
-    pool = runtime.backends[plan.unit.backend]
-    conn = await pool.acquire(session.state)
-    clean = False
     try:
-        result = await fetch(conn, plan.unit.sql)
-        clean = True
+        async with _connection(session, plan.unit.backend) as conn:
+            result = await fetch(conn, plan.unit.sql)
     except BackendError as exc:
-        clean = not conn.broken
         raise BackendError(runtime.names.message(exc.message), exc.code, exc.sqlstate) from None
-    finally:
-        pool.release(conn, clean)
     result = logical_result(result, runtime.names)
     databases = [plan.stats] if plan.stats else _stats_wanted(result, runtime.config)
     for database in databases:
         patch_stats(result, database, await table_stats(session, database))
     send_result(session, result, more, binary)
+
+
+@contextlib.asynccontextmanager
+async def _connection(session: Session, backend: str) -> AsyncIterator[BackendConnection]:
+    """The session's pinned connection to `backend` in a transaction, else a pooled one."""
+    pinned = session.txn_conns.get(backend)
+    if pinned is not None:
+        yield pinned
+        return
+    pool = session.runtime.backends[backend]
+    conn = await pool.acquire(session.state)
+    clean = False
+    try:
+        yield conn
+        clean = True
+    except BackendError:
+        clean = not conn.broken  # an ERR answer leaves the connection clean
+        raise
+    finally:
+        pool.release(conn, clean)
 
 
 def _stats_wanted(result: Result, config: Config) -> list[str]:

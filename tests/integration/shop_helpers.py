@@ -72,7 +72,9 @@ def physical_tables(cluster: Cluster, logical: str) -> set[tuple[int, str, str]]
     for index, instance in enumerate(cluster.instances):
         rows = instance.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
-            f"WHERE table_schema NOT IN ({placeholders}) AND table_name REGEXP %s",
+            f"WHERE table_schema NOT IN ({placeholders}) AND table_name REGEXP %s "
+            # The proxy's metadata catalog (empty tables with logical names) is no data node.
+            "AND table_schema NOT LIKE 'shardproxy\\_meta\\_%%'",
             [*_SYSTEM_SCHEMAS, pattern],
         )
         found |= {(index, schema, name) for schema, name in rows}

@@ -486,3 +486,24 @@ def test_lock_tables_is_accepted_for_known_tables(shop, shop_proxy):
             assert raised.value.args[0] == 1146
     finally:
         conn.close()
+
+
+def test_ddl_made_straight_on_the_backends_shows_at_once(shop, shop_proxy, mariadb_cluster):
+    """The catalog notices changed first nodes (CREATE_TIME) before answering."""
+    conn = shop_proxy.connect()
+    try:
+        assert ("settings",) in query(conn, "SHOW TABLES")[1]
+        mariadb_cluster.instances[1].execute("DROP TABLE shop_1.settings")  # its only node
+        assert ("settings",) not in query(conn, "SHOW TABLES")[1]
+        # The first data node is what metadata describes (all shards share the schema).
+        mariadb_cluster.instances[0].execute(
+            "ALTER TABLE shop_0.users_0 ADD COLUMN nickname VARCHAR(20)"
+        )
+        _, rows = query(
+            conn,
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'shop' "
+            "AND TABLE_NAME = 'users' ORDER BY ORDINAL_POSITION",
+        )
+        assert rows[-1] == ("nickname",)
+    finally:
+        conn.close()
