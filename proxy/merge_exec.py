@@ -14,8 +14,9 @@ BIGINT, AVG's scale...), and the values the proxy computes are formatted to matc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 
 from proxy import packets as p
@@ -514,13 +515,14 @@ async def merge_reads(
             firsts.setdefault(id(stream.conn), stream)
         await asyncio.gather(*(s.start() for s in firsts.values()))
         head = streams[0].reader
-        infos = [column_info(payload) for payload in head.columns]
-        width = len(infos)
-        visible = width - _hidden(plan.merge)
-        if visible <= 0:
-            raise NotSupported("this statement's columns across several shards")
-        merger = Merger(plan.merge, infos, len(streams), budget)
-        needed = _needed_columns(plan.merge, width)
+        with _merge_errors():
+            infos = [column_info(payload) for payload in head.columns]
+            width = len(infos)
+            visible = width - _hidden(plan.merge)
+            if visible <= 0:
+                raise NotSupported("this statement's columns across several shards")
+            merger = Merger(plan.merge, infos, len(streams), budget)
+            needed = _needed_columns(plan.merge, width)
         decode: Callable[..., tuple[object, ...]] = decode_binary_row if binary else decode_text_row
         encode = encode_binary_row if binary else encode_text_row
         visible_infos = infos[:visible]
@@ -538,12 +540,15 @@ async def merge_reads(
 
         while (index := merger.need()) is not None:
             payload = await streams[index].next()
-            row = None if payload is None else decode(payload, width, infos, needed)
-            out = merger.feed(index, row)
+            with _merge_errors():
+                row = None if payload is None else decode(payload, width, infos, needed)
+                out = merger.feed(index, row)
+                if out:
+                    emit(out)
             if out:
-                emit(out)
                 await channel.flush()
-        emit(merger.finish())
+        with _merge_errors():
+            emit(merger.finish())
         warnings = sum(s.warnings for s in streams)
         channel.send(p.eof_packet(status, warnings))
         return Outcome(warnings=warnings, is_result_set=True)
@@ -554,6 +559,24 @@ async def merge_reads(
         return Outcome(is_result_set=True)
     finally:
         await _finish(streams)
+
+
+@contextlib.contextmanager
+def _merge_errors() -> Iterator[None]:
+    """A value the merge can't handle ends the statement with 1235, never with a guess."""
+    try:
+        yield
+    except (
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        LookupError,
+        AttributeError,
+        struct.error,
+    ) as error:
+        raise NotSupported(
+            f"merging these values across shards ({type(error).__name__}: {error})"
+        ) from error
 
 
 async def _finish(streams: Sequence[_UnitStream]) -> None:

@@ -344,6 +344,12 @@ def plan_scatter_read(
         return result
     except _Refused as refused:
         return str(refused)
+    except NotSupported as refused:
+        quoted = re.search(r"'(.*)'", refused.message, re.S)
+        return quoted.group(1) if quoted else refused.message
+    except Exception as error:
+        # A form this planner misreads: refuse it across shards rather than guess.
+        return f"this statement form across several shards ({type(error).__name__})"
 
 
 # --- tokens -----------------------------------------------------------------------------------
