@@ -335,3 +335,18 @@ def test_counts_of_rows_per_unit_are_kept_across_units() -> None:
     """Concat keeps every row of every unit (the multiset), in unit order."""
     rows = [[(1,), (1,)], [(2,)], [], [(1,)]]
     assert Counter(run(Concat(), [ColumnInfo(LONG)], rows)) == Counter({(1,): 3, (2,): 1})
+
+
+def test_max_merge_rows_is_configurable() -> None:
+    from router.config_loader import load_config_text
+
+    base = (
+        "users: [{name: app, password: app}]\n"
+        "backends: {ds0: {host: 127.0.0.1, port: 3306, user: root, password: '', database: d}}\n"
+        "databases: {d: {default_backend: ds0, tables: {}}}\n"
+    )
+    assert load_config_text(base, "x.yaml").limits.max_merge_rows == 1_000_000
+    config = load_config_text(base + "limits: {max_merge_rows: 500}\n", "x.yaml")
+    assert config.limits.max_merge_rows == 500
+    with pytest.raises(Exception, match=r"limits\.max_merge_rows"):
+        load_config_text(base + "limits: {max_merge_rows: 0}\n", "x.yaml")
