@@ -11,7 +11,9 @@ from planner_config import make_config
 
 from router.errors import ProxyError
 from router.plan import (
+    MetadataPlan,
     Plan,
+    ProxyShow,
     QueryPlan,
     Route,
     SetPlan,
@@ -20,6 +22,7 @@ from router.plan import (
     ShowWhat,
     TransactionPlan,
     TxnAction,
+    Unit,
     UsePlan,
 )
 from router.planner import Router
@@ -200,14 +203,17 @@ def test_unknown_names(router: Router) -> None:
     assert refused(router, "SELECT 1", database="gone").code == 1049
 
 
-def test_system_schemas_pass_through_unchanged(router: Router) -> None:
+def test_system_schemas_answer_with_logical_names(router: Router) -> None:
+    # information_schema reads the metadata catalog (tests/router/test_metadata.py has more).
     sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'shop'"
-    plan = query(router, sql)
-    assert plan.route is Route.UNSHARDED
-    assert units(plan) == [("ds0", sql)]
-    assert units(query(router, "SELECT * FROM mysql.user", database="crm")) == [
-        ("ds2", "SELECT * FROM mysql.user")
-    ]
+    plan = router.plan(sql, "shop")
+    assert isinstance(plan, MetadataPlan) and plan.catalog
+    assert plan.unit.backend == "ds0"
+    assert plan.unit.sql.endswith("WHERE table_schema = 'shardproxy_meta_shop'")
+    # Other system schemas: the default backend's, with physical names made logical.
+    assert router.plan("SELECT * FROM mysql.user", "crm") == MetadataPlan(
+        Unit("ds2", "SELECT * FROM mysql.user")
+    )
     assert refused(router, "SELECT * FROM information_schema.tables JOIN orders").code == 1235
     assert refused(router, "DELETE FROM mysql.user").code == 1235
 
@@ -718,13 +724,18 @@ def test_savepoints_are_refused(router: Router) -> None:
 def test_show_databases_and_tables(router: Router) -> None:
     assert router.plan("SHOW DATABASES", None) == ShowPlan(ShowWhat.DATABASES)
     assert router.plan("show schemas like 'sh%'", None) == ShowPlan(ShowWhat.DATABASES, like="sh%")
-    assert router.plan("SHOW TABLES", "shop") == ShowPlan(ShowWhat.TABLES)
-    assert router.plan("SHOW FULL TABLES IN `crm` LIKE 'c\\_%'", "shop") == ShowPlan(
-        ShowWhat.TABLES, full=True, like="c\\_%", database="crm"
-    )
+    # SHOW TABLES reads the metadata catalog: the tables that exist; the config's list when
+    # the catalog is unavailable.
+    tables = router.plan("SHOW TABLES", "shop")
+    assert isinstance(tables, MetadataPlan)
+    assert tables.fallback == ShowPlan(ShowWhat.TABLES, database="shop")
+    full = router.plan("SHOW FULL TABLES IN `crm` LIKE 'c\\_%'", "shop")
+    assert isinstance(full, MetadataPlan)
+    assert full.fallback == ShowPlan(ShowWhat.TABLES, full=True, like="c\\_%", database="crm")
     assert refused(router, "SHOW TABLES", None).code == 1046
     assert refused(router, "SHOW TABLES FROM nope").code == 1049
-    assert refused(router, "SHOW TABLES WHERE x = 1").code == 1235
+    where = router.plan("SHOW TABLES WHERE x = 1", "shop")
+    assert isinstance(where, MetadataPlan) and where.fallback is None
 
 
 def test_show_about_the_server_passes_through(router: Router) -> None:
@@ -739,7 +750,7 @@ def test_show_about_the_server_passes_through(router: Router) -> None:
         plan = query(router, sql, "crm")
         assert plan.route is Route.UNSHARDED
         assert units(plan) == [("ds2", sql)]
-    assert refused(router, "SHOW GRANTS").code == 1235
+    assert router.plan("SHOW GRANTS", "shop") == ProxyShow("grants")
 
 
 def test_table_metadata_comes_from_the_first_data_node(router: Router) -> None:
@@ -749,10 +760,13 @@ def test_table_metadata_comes_from_the_first_data_node(router: Router) -> None:
     assert units(query(router, "SHOW FULL COLUMNS FROM orders FROM shop LIKE 'u%'")) == [
         ("ds0", "SHOW FULL COLUMNS FROM orders_0 LIKE 'u%'")
     ]
-    assert units(query(router, "SHOW INDEX FROM `events`")) == [("ds0", "SHOW INDEX FROM events_0")]
-    assert units(query(router, "SHOW CREATE TABLE crm.contacts")) == [
-        ("ds2", "SHOW CREATE TABLE contacts")
-    ]
+    # Results naming the table get their names made logical by the proxy: metadata plans.
+    assert router.plan("SHOW INDEX FROM `events`", "shop") == MetadataPlan(
+        Unit("ds0", "SHOW INDEX FROM events_0"), ("shop",)
+    )
+    assert router.plan("SHOW CREATE TABLE crm.contacts", "shop") == MetadataPlan(
+        Unit("ds2", "SHOW CREATE TABLE `contacts`"), ("crm",)
+    )
     assert refused(router, "DESCRIBE nope").code == 1146
 
 
@@ -771,8 +785,6 @@ def test_explain_asks_each_unit(router: Router) -> None:
 @pytest.mark.parametrize(
     ("sql", "kind"),
     [
-        ("LOCK TABLES orders READ", "LOCK TABLES"),
-        ("UNLOCK TABLES", "UNLOCK TABLES"),
         ("LOAD DATA INFILE 'x' INTO TABLE orders", "LOAD DATA"),
         ("CALL p()", "CALL"),
         ("HANDLER orders OPEN", "HANDLER"),
