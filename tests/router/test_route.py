@@ -11,10 +11,15 @@ from planner_config import make_config
 
 from router.errors import ProxyError
 from router.plan import (
+    AdminShow,
+    AdminWhat,
+    ExplainShards,
+    KillPlan,
     MetadataPlan,
     Plan,
     ProxyShow,
     QueryPlan,
+    ReloadConfig,
     Route,
     SetPlan,
     SetVar,
@@ -792,7 +797,7 @@ def test_explain_asks_each_unit(router: Router) -> None:
         ("PREPARE s FROM 'SELECT 1'", "PREPARE"),
         ("EXECUTE s", "EXECUTE"),
         ("GRANT ALL ON *.* TO x", "GRANT"),
-        ("KILL 5", "KILL"),
+        ("KILL USER app", "KILL"),
         ("FLUSH TABLES", "FLUSH"),
         ("SELECT * FROM orders INTO OUTFILE '/tmp/x'", "SELECT ... INTO"),
     ],
@@ -822,3 +827,24 @@ def test_empty_query(router: Router) -> None:
     for sql in ("", "  ;", "/* nothing */"):
         error = refused(router, sql)
         assert (error.code, error.message) == (1065, "Query was empty")
+
+
+@pytest.mark.parametrize(
+    ("sql", "plan"),
+    [
+        ("KILL 5", KillPlan(5, query_only=False)),
+        ("KILL CONNECTION 6", KillPlan(6, query_only=False)),
+        ("kill query 7", KillPlan(7, query_only=True)),
+        ("KILL HARD QUERY 8;", KillPlan(8, query_only=True)),
+    ],
+)
+def test_kill_takes_proxy_connection_ids(router: Router, sql: str, plan: KillPlan) -> None:
+    assert router.plan(sql, "shop") == plan
+
+
+def test_admin_statements(router: Router) -> None:
+    explain = router.plan("EXPLAIN SHARDS SELECT * FROM orders WHERE user_id = 7", "shop")
+    assert isinstance(explain, ExplainShards)
+    assert units(explain.plan) == [("ds1", "SELECT * FROM orders_3 WHERE user_id = 7")]
+    assert router.plan("SHOW SHARDPROXY RULES", None) == AdminShow(AdminWhat.RULES)
+    assert router.plan("reload shardproxy config", None) == ReloadConfig()
