@@ -490,18 +490,51 @@ class ConditionBuilder:
 
 
 def shard_condition(tree: exp.Expression, tables: Tables, values: ValueReader) -> Condition | None:
-    """The statement's shard condition: what its top scopes' WHERE clauses say about keys."""
-    conditions = []
+    """The statement's shard condition: what its top scopes' WHERE clauses say about keys.
+
+    Each branch of a UNION brings its own rows, so the statement needs the shards of any
+    branch (a branch without a condition needs them all).
+    """
+    branches = []
     for scope in top_scopes(tree):
-        if not any(use.sharded for use in tables.in_scope(scope)):
+        if not any(use.sharded for use in tables.in_scope(scope)) and not _derived(scope):
             continue
+        branches.append(_scope_condition(scope, tables, values))
+    if not branches or any(branch is None for branch in branches):
+        return None
+    known = tuple(b for b in branches if b is not None)
+    return known[0] if len(known) == 1 else AnyOf(known)
+
+
+def _derived(scope: exp.Expression) -> list[exp.Select]:
+    """Bodies of the derived tables a scope inner-joins: every row of the scope has one of
+    their rows, so their conditions restrict the scope's shards too."""
+    bodies = []
+    for subquery in scope.find_all(exp.Subquery):
+        parent = subquery.parent
+        inner = isinstance(parent, exp.From) or (isinstance(parent, exp.Join) and not parent.side)
+        if inner and scope_of(subquery) is scope and isinstance(subquery.this, exp.Select):
+            bodies.append(subquery.this)
+    return bodies
+
+
+def _scope_condition(
+    scope: exp.Expression, tables: Tables, values: ValueReader
+) -> Condition | None:
+    """What one scope's WHERE and inner-join conditions (and its derived tables') say about
+    shard keys; None when they don't restrict the shards."""
+    parts: list[Condition | None] = []
+    if any(use.sharded for use in tables.in_scope(scope)):
         builder = ConditionBuilder(scope, tables, values)
         where = scope.args.get("where")
-        parts = [builder.build(where.this)] if where is not None else []
+        if where is not None:
+            parts.append(builder.build(where.this))
         for join in scope.find_all(exp.Join):
             if scope_of(join) is scope and not join.side:
                 parts.append(builder.build(join.args.get("on")))
-        conditions.extend(p for p in parts if p is not None)
-    if not conditions:
+    for body in _derived(scope):
+        parts.append(_scope_condition(body, tables, values))
+    known = tuple(p for p in parts if p is not None)
+    if not known:
         return None
-    return conditions[0] if len(conditions) == 1 else AllOf(tuple(conditions))
+    return known[0] if len(known) == 1 else AllOf(known)

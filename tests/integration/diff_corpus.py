@@ -386,6 +386,12 @@ UNIONS = [
     Q("SELECT city FROM customers UNION ALL SELECT city FROM customers"),
     Q("SELECT tier FROM customers UNION SELECT tier FROM customers"),
     T("SELECT id FROM customers UNION ALL SELECT id FROM orders ORDER BY id LIMIT 3, 9"),
+    Q("SELECT id FROM customers WHERE id = 7 UNION ALL SELECT id FROM customers WHERE id = 10"),
+    T(
+        "SELECT id FROM customers WHERE id = 7 UNION SELECT customer_id FROM orders "
+        "WHERE customer_id IN (10, 11) ORDER BY 1"
+    ),
+    Q("SELECT id, name FROM customers WHERE id = 7 UNION ALL SELECT id, name FROM customers"),
 ]
 
 SINGLE_SHARD = [
@@ -405,6 +411,14 @@ SINGLE_SHARD = [
     Q("SELECT COUNT(*), MAX(amount) FROM orders WHERE customer_id IN (4, 8, 12)"),
     T("SELECT name, code FROM countries ORDER BY name"),
     Q("SELECT region, COUNT(*) FROM countries GROUP BY region"),
+    Q(
+        "SELECT a.tier, a.n FROM (SELECT tier, COUNT(*) n FROM customers WHERE id = 3 "
+        "GROUP BY tier) a"
+    ),
+    Q(
+        "SELECT t.c FROM (SELECT COUNT(*) c FROM orders WHERE customer_id = 12 "
+        "ORDER BY 1 LIMIT 1) t"
+    ),
 ]
 
 # Shapes that can't be answered shard by shard: refused (1235) unless the proxy computes them.

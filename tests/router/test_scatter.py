@@ -203,3 +203,19 @@ def test_having_keeps_conditions_without_aggregates_on_the_shards(router: Router
     )
     assert "HAVING (name LIKE 'a%') " in first_sql(result)
     assert "Filter((#4 > 1))" in str(result.merge)
+
+
+def test_each_union_branch_brings_its_own_shards(router: Router) -> None:
+    result = plan(
+        router, "SELECT id FROM users WHERE id = 7 UNION ALL SELECT id FROM users WHERE id = 10"
+    )
+    assert [u.sql.split()[3] for u in result.units] == ["users_2", "users_3"]
+    result = plan(router, "SELECT id FROM users WHERE id = 7 UNION ALL SELECT id FROM users")
+    assert result.route is Route.SCATTER
+
+
+def test_derived_tables_narrow_the_shards(router: Router) -> None:
+    result = plan(router, "SELECT t.n FROM (SELECT COUNT(*) n FROM orders WHERE user_id = 6) t")
+    assert result.route is Route.SINGLE and first_sql(result).endswith(
+        "orders_2 WHERE user_id = 6) t"
+    )
