@@ -761,14 +761,41 @@ class _SelectPlanner:
     def hidden_copy(self, span: tuple[int, int]) -> int:
         return self.add_hidden(self.copy(span))
 
-    def key_of(self, column: int, node: exp.Expression, span: tuple[int, int] | None) -> Key:
+    def key_of(
+        self,
+        column: int,
+        node: exp.Expression,
+        span: tuple[int, int] | None,
+        text: tuple[Part, ...] | None = None,
+    ) -> Key:
         """A key for a column holding `node`: with hidden WEIGHT_STRING() and COLLATION() of
-        the expression, unless it is never a string."""
+        the expression (`text`, else the statement's text at `span`), unless it is never a
+        string."""
         if span is None or _sorts_as_number(node) or self._integer_key(node):
             return Key(column)
-        text = self.copy(span)
+        text = text if text is not None else self.copy(span)
         weight = self.add_hidden(("WEIGHT_STRING(", *text, ")"))
         return Key(column, weight, self.add_hidden(("COLLATION(", *text, ")")))
+
+    def copy_order_expr(self, node: exp.Expression, span: tuple[int, int]) -> tuple[Part, ...]:
+        """An ORDER BY expression as select-list text: select aliases it names (which ORDER BY
+        resolves first) become the aliased expressions."""
+        extra: list[Edit] = []
+        for column in node.find_all(exp.Column):
+            if column.table or not isinstance(column.this, exp.Identifier):
+                continue
+            name = column.name.lower()
+            item = next((i for i in self.items if i.alias == name and i.span), None)
+            start = column.this.meta.get("start")
+            if item is None or item.span is None or start is None:
+                continue
+            end = column.this.meta["end"] + 1
+            extra.append((start, end, ("(", *self.copy(item.span), ")")))
+        if not extra:
+            return self.copy(span)
+        inside = [(a, b) for a, b, _ in extra]
+        edits = [e for e in self.base_edits if not any(a <= e[0] < b for a, b in inside)]
+        return Template.build(self.text, edits + extra, span[0], span[1]).parts
 
     def _integer_key(self, node: exp.Expression) -> bool:
         """The shard key of a `mod` table is an integer column (the algorithm refuses others)."""
@@ -1116,7 +1143,8 @@ class _SelectPlanner:
             return self.key_of(self.hidden_copy(item.span), item.node, item.span)
         if isinstance(node, exp.Literal) and not node.is_string:
             raise _Refused("ORDER BY a constant across several shards")
-        return self.key_of(self.hidden_copy(span), node, span)
+        text = self.copy_order_expr(node, span)
+        return self.key_of(self.add_hidden(text), node, span, text)
 
     # grouping across shards
 

@@ -82,6 +82,7 @@ ORDER = [
     T("SELECT id, created_at FROM customers ORDER BY YEAR(created_at), id"),
     T("SELECT id, qty FROM orders ORDER BY qty IS NULL, qty DESC, id"),
     T("SELECT sku, title FROM products ORDER BY title, sku"),
+    T("SELECT id, balance b, name n FROM customers ORDER BY b + 1, CONCAT(n, 'x'), id LIMIT 9"),
 ]
 
 LIMIT = [
