@@ -8,7 +8,9 @@ as every other route, so a cached plan takes new literal values):
   * `LIMIT o, n` becomes `LIMIT o+n` (computed from the literal slots when the plan is used);
   * for grouping across shards: ORDER BY, LIMIT and the aggregate parts of HAVING go (the proxy
     applies them to the merged groups), and COUNT(DISTINCT x) adds x to the GROUP BY.
-The merge is a small tree of router.plan primitives that router.merge runs.
+The merge is a small tree of router.plan primitives that router.merge runs. Where the parts of
+the statement sit in its text comes from router.clauses; which subqueries stay within a shard,
+from router.locality.
 
 A statement whose shards can't be merged into the answer one server would give gets a reason
 instead, and is refused with 1235 when it would run on more than one shard. Shapes:
@@ -29,8 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlglot import exp
-from sqlglot.dialects.mysql import MySQL
-from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
 
 from router.analyze import (
@@ -39,11 +39,27 @@ from router.analyze import (
     ValueReader,
     conjuncts,
     is_nullable,
-    scope_of,
-    top_scopes,
+)
+from router.clauses import (
+    SELECT_MODIFIERS,
+    Item,
+    Tokens,
+    Unlocatable,
+    find_clauses,
+    select_items,
+    split,
 )
 from router.errors import NotSupported, ParseError
 from router.literals import literal_value, render_param
+from router.locality import (
+    aggregates_in,
+    check_scopes,
+    is_aggregate,
+    is_key_column,
+    key_uses,
+    window_keyed,
+    windows_in,
+)
 from router.plan import (
     Aggregate,
     BitAgg,
@@ -73,62 +89,6 @@ from router.plan import (
 from router.predicates import UNKNOWN, Bindings, Const, Slot
 from router.template import Edit, Part, Template
 
-_HINT = re.compile(
-    r"""`[^`]*+(?:``[^`]*+)*+`|'(?:[^'\\]|\\.|'')*+'|"(?:[^"\\]|\\.|"")*+"|/\*\+.*?\*/""", re.S
-)
-# MySQL's aggregate functions, for those sqlglot reads as anonymous functions.
-_AGGREGATE_NAMES = frozenset(
-    {
-        "AVG",
-        "BIT_AND",
-        "BIT_OR",
-        "BIT_XOR",
-        "COUNT",
-        "GROUP_CONCAT",
-        "JSON_ARRAYAGG",
-        "JSON_OBJECTAGG",
-        "MAX",
-        "MIN",
-        "STD",
-        "STDDEV",
-        "STDDEV_POP",
-        "STDDEV_SAMP",
-        "SUM",
-        "VARIANCE",
-        "VAR_POP",
-        "VAR_SAMP",
-    }
-)
-_SELECT_MODIFIERS = frozenset(
-    {
-        "ALL",
-        "DISTINCT",
-        "DISTINCTROW",
-        "HIGH_PRIORITY",
-        "STRAIGHT_JOIN",
-        "SQL_SMALL_RESULT",
-        "SQL_BIG_RESULT",
-        "SQL_BUFFER_RESULT",
-        "SQL_CACHE",
-        "SQL_NO_CACHE",
-    }
-)
-# Clause keywords that end the previous clause of a SELECT (at parenthesis depth 0).
-_CLAUSES = {
-    TokenType.FROM: "from",
-    TokenType.WHERE: "where",
-    TokenType.GROUP_BY: "group",
-    TokenType.HAVING: "having",
-    TokenType.WINDOW: "window",
-    TokenType.ORDER_BY: "order",
-    TokenType.LIMIT: "limit",
-    TokenType.FOR: "for",
-    TokenType.LOCK: "lock",
-    TokenType.INTO: "into",
-    TokenType.UNION: "union",
-    TokenType.EXCEPT: "union",
-    TokenType.INTERSECT: "union",
-}
 _SORTS_AS_NUMBER = (
     exp.Count,
     exp.Sum,
@@ -326,7 +286,7 @@ def plan_scatter_read(
 ) -> ScatterRead | str:
     """The scatter plan of a SELECT over sharded tables, or why it can't be merged exactly."""
     try:
-        tokens = _Tokens(text)
+        tokens = Tokens(text)
         reason = check_scopes(tree, tables)
         if reason is not None:
             return reason
@@ -342,7 +302,7 @@ def plan_scatter_read(
             hidden = len(planner.hidden)
             result = _SelectPlanner(tree, text, slots, tables, edits, tokens, hidden).result()
         return result
-    except _Refused as refused:
+    except (_Refused, Unlocatable) as refused:
         return str(refused)
     except NotSupported as refused:
         quoted = re.search(r"'(.*)'", refused.message, re.S)
@@ -350,295 +310,6 @@ def plan_scatter_read(
     except Exception as error:
         # A form this planner misreads: refuse it across shards rather than guess.
         return f"this statement form across several shards ({type(error).__name__})"
-
-
-# --- tokens -----------------------------------------------------------------------------------
-
-
-class _Tokens:
-    """The statement's tokens with their parenthesis depth, for finding clauses and spans."""
-
-    def __init__(self, text: str):
-        blanked = _HINT.sub(
-            lambda m: " " * len(m.group()) if m.group().startswith("/*+") else m.group(), text
-        )
-        try:
-            self.list: list[Token] = MySQL().tokenize(blanked)
-        except SqlglotError:
-            raise _Refused("this statement form across several shards") from None
-        self.by_start = {token.start: i for i, token in enumerate(self.list)}
-        self.depth: list[int] = []
-        depth = 0
-        for token in self.list:
-            if token.token_type is TokenType.R_PAREN:
-                depth -= 1
-            self.depth.append(depth)
-            if token.token_type is TokenType.L_PAREN:
-                depth += 1
-
-    def index(self, node: exp.Expression) -> int:
-        """The token index where a token-backed node starts."""
-        start = node.meta.get("start")
-        if start is None or start not in self.by_start:
-            raise _Refused("this statement form across several shards (can't locate a part)")
-        return self.by_start[start]
-
-    def closing(self, open_index: int) -> int:
-        """The index of the `)` matching the `(` at open_index."""
-        depth = self.depth[open_index]
-        for i in range(open_index + 1, len(self.list)):
-            if self.list[i].token_type is TokenType.R_PAREN and self.depth[i] == depth:
-                return i
-        raise _Refused("this statement form across several shards (unbalanced parentheses)")
-
-    def call_span(self, node: exp.Expression) -> tuple[int, int]:
-        """[start, end) text offsets of a function call `NAME(...)`."""
-        first = self.index(node)
-        if first + 1 >= len(self.list) or self.list[first + 1].token_type is not TokenType.L_PAREN:
-            raise _Refused("this statement form across several shards (a call without '(')")
-        last = self.closing(first + 1)
-        return self.list[first].start, self.list[last].end + 1
-
-    def span(self, first: int, last: int) -> tuple[int, int]:
-        return self.list[first].start, self.list[last].end + 1
-
-
-def _split(tokens: _Tokens, first: int, end: int, depth: int) -> list[tuple[int, int]]:
-    """Token ranges [a, b] (inclusive) between depth-`depth` commas in tokens[first:end]."""
-    pieces = []
-    start = first
-    for i in range(first, end):
-        token = tokens.list[i]
-        if token.token_type is TokenType.COMMA and tokens.depth[i] == depth:
-            pieces.append((start, i - 1))
-            start = i + 1
-    pieces.append((start, end - 1))
-    return [(a, b) for a, b in pieces if a <= b]
-
-
-@dataclass
-class _Clauses:
-    """Where the clauses of one SELECT sit, as token indexes."""
-
-    select: int  # the SELECT keyword
-    depth: int
-    starts: dict[str, int]  # clause name -> index of its keyword
-    end: int  # index after the last token of this SELECT
-
-    def clause_end(self, name: str) -> int:
-        """Index after the last token of clause `name`."""
-        start = self.starts[name]
-        later = [i for i in self.starts.values() if i > start]
-        return min(later) if later else self.end
-
-
-def _clauses(tokens: _Tokens, select_index: int, end: int | None = None) -> _Clauses:
-    depth = tokens.depth[select_index]
-    starts: dict[str, int] = {}
-    stop = len(tokens.list) if end is None else end
-    for i in range(select_index + 1, stop):
-        if tokens.depth[i] < depth:
-            stop = i
-            break
-        if tokens.depth[i] != depth:
-            continue
-        name = _CLAUSES.get(tokens.list[i].token_type)
-        if name == "union":
-            stop = i
-            break
-        if name is not None and name not in starts:
-            starts[name] = i
-    return _Clauses(select_index, depth, starts, stop)
-
-
-# --- checks that apply to every shape -----------------------------------------------------------
-
-
-def is_aggregate(node: exp.Expression) -> bool:
-    if isinstance(node, exp.AggFunc):
-        return True
-    return isinstance(node, exp.Anonymous) and node.name.upper() in _AGGREGATE_NAMES
-
-
-def aggregates_in(node: exp.Expression) -> list[exp.Expression]:
-    """The aggregate calls of this scope in `node`: not inside subqueries or window functions."""
-    found = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, exp.Window | exp.Subquery | exp.Select) and current is not node:
-            continue
-        if is_aggregate(current) and not isinstance(current.parent, exp.Window):
-            found.append(current)
-            continue
-        stack.extend(current.iter_expressions())
-    return found
-
-
-def _windows_in(node: exp.Expression) -> list[exp.Window]:
-    found = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, exp.Subquery | exp.Select) and current is not node:
-            continue
-        if isinstance(current, exp.Window):
-            found.append(current)
-        stack.extend(current.iter_expressions())
-    return found
-
-
-def _key_uses(scope: exp.Expression, tables: Tables) -> list:
-    """Sharded tables of a scope whose rows its result can't do without."""
-    return [u for u in tables.in_scope(scope) if u.sharded and not is_nullable(u)]
-
-
-def _is_key_column(node: exp.Expression, tables: Tables, scope: exp.Expression) -> bool:
-    """Whether `node` is the shard key column of a non-nullable sharded table of `scope`."""
-    use = KeyResolver(tables).key_use(node.unnest())
-    return use is not None and use.scope is scope and not is_nullable(use)
-
-
-def _derived_bodies(scope: exp.Expression, tables: Tables) -> list[tuple[exp.Expression, bool]]:
-    """(body, nullable) of each derived table and CTE reference in `scope`'s FROM."""
-    bodies = []
-    for subquery in scope.find_all(exp.Subquery):
-        if isinstance(subquery.parent, exp.From | exp.Join) and scope_of(subquery) is scope:
-            join = subquery.parent
-            nullable = isinstance(join, exp.Join) and join.side in ("LEFT", "RIGHT", "FULL")
-            bodies.append((subquery.this, nullable))
-    for ref in tables.cte_refs:
-        body = tables.ctes.get(ref.name.lower())
-        if scope_of(ref) is scope and body is not None:
-            join = ref.parent
-            nullable = isinstance(join, exp.Join) and join.side in ("LEFT", "RIGHT", "FULL")
-            bodies.append((body, nullable))
-    return bodies
-
-
-def reads_sharded(node: exp.Expression, tables: Tables) -> bool:
-    """Whether a query's rows come from sharded tables (directly or through derived tables)."""
-    if isinstance(node, exp.SetOperation):
-        return reads_sharded(node.this, tables) or reads_sharded(node.expression, tables)
-    if isinstance(node, exp.Subquery):
-        return reads_sharded(node.this, tables)
-    if not isinstance(node, exp.Select):
-        return False
-    if any(use.sharded for use in tables.in_scope(node)):
-        return True
-    return any(reads_sharded(body, tables) for body, _ in _derived_bodies(node, tables))
-
-
-def driven(node: exp.Expression, tables: Tables) -> bool:
-    """Whether every row of a query comes from a row of a sharded table that lives on exactly
-    one shard (so running it on every shard neither duplicates nor invents rows)."""
-    if isinstance(node, exp.SetOperation):
-        return driven(node.this, tables) and driven(node.expression, tables)
-    if isinstance(node, exp.Subquery):
-        return driven(node.this, tables)
-    if not isinstance(node, exp.Select):
-        return False
-    if _key_uses(node, tables):
-        return True
-    return any(
-        not nullable and driven(body, tables) for body, nullable in _derived_bodies(node, tables)
-    )
-
-
-def _pinned(scope: exp.Expression, tables: Tables) -> bool:
-    """Whether a subquery is tied to one shard key value of an enclosing query's sharded table
-    (`WHERE inner.key = outer.key`): then all its rows live on the outer row's shard."""
-    resolver = KeyResolver(tables)
-    where = scope.args.get("where")
-    for condition in conjuncts(where.this if where is not None else None):
-        if not isinstance(condition, exp.EQ):
-            continue
-        left = resolver.key_use(condition.this.unnest())
-        right = resolver.key_use(condition.expression.unnest())
-        if left is None or right is None:
-            continue
-        if (left.scope is scope) != (right.scope is scope):
-            return True
-    return False
-
-
-def _predicate_context(scope: exp.Expression) -> bool:
-    """Whether a subquery only tests membership (IN / EXISTS): duplicates don't matter."""
-    parent = scope.parent
-    while isinstance(parent, exp.Subquery | exp.Paren):
-        parent = parent.parent
-    return isinstance(parent, exp.In | exp.Exists) or (
-        isinstance(scope.parent, exp.In) and scope.arg_key == "query"
-    )
-
-
-def check_scopes(tree: exp.Expression, tables: Tables) -> str | None:
-    """Why some part of the statement would be wrong run shard by shard, or None.
-
-    Every row of the result must come from exactly one shard, and every subquery, derived table
-    and CTE over sharded tables must see all of its rows inside one shard.
-    """
-    tops = top_scopes(tree)
-    for top in tops:
-        if not driven(top, tables):
-            if reads_sharded(top, tables):
-                return (
-                    "reading a sharded table on the optional side of an outer join "
-                    "across several shards"
-                )
-            return "a subquery or UNION over a sharded table across several shards"
-    top_ids = {id(top) for top in tops}
-    for node in tree.find_all(exp.In):
-        query = node.args.get("query")
-        if query is not None and isinstance(node.parent, exp.Not) and reads_sharded(query, tables):
-            return "NOT IN (subquery over a sharded table) across several shards"
-    for scope in tree.find_all(exp.Select):
-        if id(scope) in top_ids:
-            continue
-        if (
-            isinstance(scope.parent, exp.SetOperation)
-            and scope.parent.args.get("distinct") is not False
-            and reads_sharded(scope, tables)
-            and not _predicate_context(scope.parent)
-        ):
-            return "UNION (DISTINCT) of sharded rows inside a subquery across shards"
-        if not reads_sharded(scope, tables):
-            continue
-        if _pinned(scope, tables):
-            continue
-        keyed = any(
-            _is_key_column(item, tables, scope)
-            for item in (scope.args.get("group").expressions if scope.args.get("group") else [])
-        )
-        aggregated = scope.args.get("group") is not None or any(
-            aggregates_in(item) for item in scope.expressions
-        )
-        having = scope.args.get("having")
-        aggregated = aggregated or (having is not None and bool(aggregates_in(having)))
-        if aggregated and not keyed:
-            return "a subquery or derived table grouping sharded rows across several shards"
-        if scope.args.get("limit") is not None:
-            return "LIMIT in a subquery or derived table over sharded rows across several shards"
-        if (
-            scope.args.get("distinct") is not None
-            and not keyed
-            and not _predicate_context(scope)
-            and not any(_is_key_column(item, tables, scope) for item in scope.expressions)
-        ):
-            return "DISTINCT in a subquery or derived table over sharded rows across shards"
-        for window in _windows_in(scope):
-            if not _window_keyed(window, tables, scope):
-                return "a window function not partitioned by the shard key across several shards"
-    for cte in tree.find_all(exp.With):
-        if cte.args.get("recursive"):
-            return "WITH RECURSIVE over sharded tables across several shards"
-    return None
-
-
-def _window_keyed(window: exp.Window, tables: Tables, scope: exp.Expression) -> bool:
-    return any(
-        _is_key_column(item, tables, scope) for item in window.args.get("partition_by") or ()
-    )
 
 
 def _sorts_as_number(node: exp.Expression) -> bool:
@@ -660,53 +331,6 @@ def _star(select: exp.Select) -> bool:
 # --- one SELECT -------------------------------------------------------------------------------
 
 
-@dataclass
-class _Item:
-    """One select list item."""
-
-    node: exp.Expression  # without its alias
-    alias: str | None  # lower case
-    span: tuple[int, int] | None  # text of the expression, without the alias
-    column: int | None  # its column number, None if a `*` before it makes that unknown
-    alias_name: str | None = None  # the alias as written
-
-
-def _select_items(tokens: _Tokens, clauses: _Clauses, select: exp.Select) -> list[_Item]:
-    """The select list items of `select`, whose SELECT keyword and clauses are `clauses`."""
-    first = clauses.select + 1
-    while (
-        first < clauses.end
-        and tokens.list[first].text.upper() in _SELECT_MODIFIERS
-        and tokens.list[first].token_type is not TokenType.STRING
-    ):
-        first += 1
-    if "into" in clauses.starts and clauses.starts["into"] < clauses.starts.get("from", 0):
-        raise _Refused("SELECT ... INTO")
-    end = clauses.starts.get("from", clauses.starts.get("into", clauses.end))
-    pieces = _split(tokens, first, end, clauses.depth)
-    if len(pieces) != len(select.expressions):
-        raise _Refused("this select list form across several shards")
-    items = []
-    known = True
-    for position, ((a, b), node) in enumerate(zip(pieces, select.expressions, strict=True)):
-        alias = alias_name = None
-        last = b
-        if isinstance(node, exp.Alias):
-            alias_name = node.alias
-            alias = alias_name.lower()
-            last = b - 1
-            if last > a and tokens.list[last].token_type is TokenType.ALIAS:
-                last -= 1
-            node = node.this
-        if isinstance(node, exp.Star) or (
-            isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
-        ):
-            known = False
-        column = position if known else None
-        items.append(_Item(node, alias, tokens.span(a, last), column, alias_name))
-    return items
-
-
 class _SelectPlanner:
     """Plans one top-level SELECT across shards (see the module docstring for the shapes)."""
 
@@ -717,7 +341,7 @@ class _SelectPlanner:
         slots: list[tuple[int, int]],
         tables: Tables,
         edits: list[Edit],
-        tokens: _Tokens,
+        tokens: Tokens,
         hidden_total: int | None,
     ):
         self.select = select
@@ -734,7 +358,7 @@ class _SelectPlanner:
         self.edits: list[Edit] = []
         self.removed: list[tuple[int, int]] = []  # spans whose base edits are replaced
         select_index = self._select_token()
-        self.clauses = _clauses(tokens, select_index)
+        self.clauses = find_clauses(tokens, select_index)
         self.items = self._items()
 
     # -- columns ---------------------------------------------------------------------------
@@ -813,8 +437,8 @@ class _SelectPlanner:
                 return i
         raise _Refused("this statement form across several shards")
 
-    def _items(self) -> list[_Item]:
-        return _select_items(self.tokens, self.clauses, self.select)
+    def _items(self) -> list[Item]:
+        return select_items(self.tokens, self.clauses, self.select)
 
     def clause_span(self, name: str) -> tuple[int, int] | None:
         """[start, end) of a whole clause, keyword included, up to the next clause."""
@@ -844,7 +468,7 @@ class _SelectPlanner:
                 ):
                     end = i
                     break
-        pieces = _split(self.tokens, start, end, self.clauses.depth)
+        pieces = split(self.tokens, start, end, self.clauses.depth)
         if len(pieces) != count:
             raise _Refused(f"this {name.upper()} BY form across several shards")
         spans = []
@@ -860,7 +484,7 @@ class _SelectPlanner:
 
     # -- resolving references ----------------------------------------------------------------
 
-    def item_named(self, node: exp.Expression) -> _Item | None:
+    def item_named(self, node: exp.Expression) -> Item | None:
         """The select item an ORDER BY / GROUP BY / HAVING expression names, if any: an
         ordinal, an alias, or the same expression."""
         node = node.unnest() if isinstance(node, exp.Paren) else node
@@ -874,7 +498,7 @@ class _SelectPlanner:
             if self.star:
                 # Positions count the columns `*` expands to; the type is known at run time
                 # only, so a string there is refused then (no weight to compare it by).
-                return _Item(exp.Null(), None, None, position - 1)
+                return Item(exp.Null(), None, None, position - 1)
             return self.items[position - 1]
         if (
             isinstance(node, exp.Column)
@@ -996,11 +620,11 @@ class _SelectPlanner:
         aggregated = aggregated or (having is not None and bool(aggregates_in(having.this)))
         if order is not None and not aggregated:
             aggregated = any(aggregates_in(o.this) for o in order.expressions)
-        windows = [w for item in self.items for w in _windows_in(item.node)]
+        windows = [w for item in self.items for w in windows_in(item.node)]
         if order is not None:
-            windows += [w for o in order.expressions for w in _windows_in(o.this)]
+            windows += [w for o in order.expressions for w in windows_in(o.this)]
         for window in windows:
-            if not _window_keyed(window, self.tables, select):
+            if not window_keyed(window, self.tables, select):
                 raise _Refused(
                     "a window function not partitioned by the shard key across several shards"
                 )
@@ -1033,7 +657,7 @@ class _SelectPlanner:
         for node in group_nodes:
             item = self.item_named(node) if isinstance(node, exp.Literal) else None
             target = item.node if item is not None else node
-            if _is_key_column(target, self.tables, self.select):
+            if is_key_column(target, self.tables, self.select):
                 return True
         return False
 
@@ -1042,13 +666,13 @@ class _SelectPlanner:
         for item in self.items:
             node = item.node
             if isinstance(node, exp.Star):
-                if any(True for _ in _key_uses(self.select, self.tables)):
+                if any(True for _ in key_uses(self.select, self.tables)):
                     return True
             elif isinstance(node, exp.Column) and isinstance(node.this, exp.Star):
                 use = self.tables.use_named(node, node.table.lower())
                 if use is not None and use.sharded and not is_nullable(use):
                     return True
-            elif _is_key_column(node, self.tables, self.select):
+            elif is_key_column(node, self.tables, self.select):
                 return True
         return False
 
@@ -1117,14 +741,14 @@ class _SelectPlanner:
         select = self.select
         if group_nodes or select.args.get("having") is not None:
             raise _Refused("SELECT DISTINCT with GROUP BY or HAVING across several shards")
-        if any(_windows_in(item.node) for item in self.items):
+        if any(windows_in(item.node) for item in self.items):
             raise _Refused("SELECT DISTINCT with window functions across several shards")
         for i in range(self.clauses.select + 1, self.clauses.end):
             token = self.tokens.list[i]
             if token.text.upper() in ("DISTINCT", "DISTINCTROW"):
                 self.edits.append((token.start, token.end + 1, ""))
                 break
-            if token.text.upper() not in _SELECT_MODIFIERS:
+            if token.text.upper() not in SELECT_MODIFIERS:
                 raise _Refused("this SELECT DISTINCT form across several shards")
         positions = ", ".join(str(i + 1) for i in range(len(self.items)))
         for name in ("window", "order", "limit", "for", "lock"):
@@ -1516,7 +1140,7 @@ class _UnionPlanner:
         slots: list[tuple[int, int]],
         tables: Tables,
         edits: list[Edit],
-        tokens: _Tokens,
+        tokens: Tokens,
     ):
         self.tree = tree
         self.text = text
@@ -1555,14 +1179,14 @@ class _UnionPlanner:
         ):
             group = branch.args.get("group")
             keyed = group is not None and any(
-                _is_key_column(node, self.tables, branch) for node in group.expressions
+                is_key_column(node, self.tables, branch) for node in group.expressions
             )
             if not keyed:
                 raise _Refused("grouping inside a UNION branch across several shards")
         if branch.args.get("distinct") is not None and not distinct:
             raise _Refused("SELECT DISTINCT inside UNION ALL across several shards")
-        for window in _windows_in(branch):
-            if not _window_keyed(window, self.tables, branch):
+        for window in windows_in(branch):
+            if not window_keyed(window, self.tables, branch):
                 raise _Refused(
                     "a window function not partitioned by the shard key across several shards"
                 )
@@ -1663,7 +1287,7 @@ class _UnionPlanner:
         select_index = next(
             i for i, t in enumerate(self.tokens.list) if t.token_type is TokenType.SELECT
         )
-        items = _select_items(self.tokens, _clauses(self.tokens, select_index), first)
+        items = select_items(self.tokens, find_clauses(self.tokens, select_index), first)
         names = [_output_name(item, self.text) for item in items]
         width = len(names)
         _, tail_start, end = self._tail()
@@ -1741,7 +1365,7 @@ def _branches(node: exp.Expression) -> list[exp.Select]:
     raise _Refused("this UNION form across several shards")
 
 
-def _output_name(item: _Item, text: str) -> str:
+def _output_name(item: Item, text: str) -> str:
     """The column name MySQL gives a select item: its alias, its column name, or its text."""
     if item.alias_name is not None:
         return item.alias_name
