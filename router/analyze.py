@@ -278,7 +278,9 @@ class KeyResolver:
         column = node.name.lower()
         if node.table:
             use = self.tables.use_named(node, node.table.lower())
-            candidates = [use] if use is not None else []
+            if use is None:
+                return self._through_derived(node)
+            candidates = [use]
         else:
             scope = scope_of(node)
             candidates = [u for u in self.tables.uses if u.scope is scope and u.sharded]
@@ -287,6 +289,33 @@ class KeyResolver:
             return None
         use = candidates[0]
         return use if use.sharded and use.table.shard_key == column else None
+
+    def _through_derived(self, node: exp.Column) -> TableUse | None:
+        """`d.k` where d is a derived table or CTE whose column k is a shard key of a table
+        inside it (`(SELECT user_id, SUM(x) ... GROUP BY user_id) d`): that table's use."""
+        name = node.table.lower()
+        body = None
+        scope = scope_of(node)
+        while scope is not None and body is None:
+            for subquery in scope.find_all(exp.Subquery):
+                if (
+                    scope_of(subquery) is scope
+                    and isinstance(subquery.parent, exp.From | exp.Join)
+                    and subquery.alias.lower() == name
+                ):
+                    body = subquery.this
+            if body is None and name in self.tables.names.get(id(scope), {}):
+                body = self.tables.ctes.get(name)
+            scope = scope_of(scope)
+        if not isinstance(body, exp.Select):
+            return None
+        for item in body.expressions:
+            if item.alias_or_name.lower() != node.name.lower():
+                continue
+            target = item.this if isinstance(item, exp.Alias) else item
+            use = self.key_use(target)
+            return use if use is not None and not is_nullable(use) else None
+        return None
 
 
 def check_colocated(tables: Tables, tree: exp.Expression) -> None:

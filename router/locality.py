@@ -149,8 +149,20 @@ def _pinned(scope: exp.Expression, tables: Tables) -> bool:
         right = resolver.key_use(condition.expression.unnest())
         if left is None or right is None:
             continue
-        if (left.scope is scope) != (right.scope is scope):
+        if left.scope is scope and _encloses(right.scope, scope):
             return True
+        if right.scope is scope and _encloses(left.scope, scope):
+            return True
+    return False
+
+
+def _encloses(outer: exp.Expression | None, scope: exp.Expression) -> bool:
+    """Whether `outer` is a scope enclosing `scope` (not `scope` itself)."""
+    current = scope_of(scope)
+    while current is not None:
+        if current is outer:
+            return True
+        current = scope_of(current)
     return False
 
 

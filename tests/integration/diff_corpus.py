@@ -342,6 +342,14 @@ SUBQUERIES = [
         "ORDER BY big.s DESC, c.id LIMIT 7"
     ),
     Q("SELECT * FROM (SELECT id, name FROM customers WHERE active = 1) a WHERE a.id > 50"),
+    T(
+        "SELECT c.name, t.n FROM customers c JOIN (SELECT customer_id, COUNT(*) n FROM orders "
+        "GROUP BY customer_id) t ON t.customer_id = c.id ORDER BY t.n DESC, c.id LIMIT 6"
+    ),
+    T(
+        "SELECT c.tier, SUM(t.total) FROM customers c JOIN (SELECT customer_id, SUM(amount) "
+        "total FROM orders GROUP BY customer_id) t ON c.id = t.customer_id GROUP BY c.tier"
+    ),
     Q(
         "SELECT id FROM customers WHERE id IN (SELECT customer_id FROM orders "
         "GROUP BY customer_id HAVING COUNT(*) > 5)"
