@@ -478,18 +478,39 @@ _COLUMNS = {
         "strings": ["name", "city", "country", "tier"],
         "numbers": ["id", "balance", "score", "age", "active"],
         "times": ["created_at", "born"],
+        "expressions": [
+            "LOWER(name)",
+            "CONCAT(city, tier)",
+            "LEFT(name, 2)",
+            "name COLLATE utf8mb4_bin",
+            "CASE WHEN age > 50 THEN 'old' ELSE name END",
+            "balance * 2",
+            "IFNULL(age, -1)",
+            "YEAR(created_at)",
+            "score > 0",
+        ],
     },
     "orders": {
         "key": "id",
         "strings": ["status", "note"],
         "numbers": ["id", "customer_id", "amount", "qty", "weight"],
         "times": ["placed_at", "slot"],
+        "expressions": [
+            "UPPER(status)",
+            "CONCAT(status, '/', note)",
+            "amount / qty",
+            "qty DIV 3",
+            "DATE(placed_at)",
+            "TIME_TO_SEC(slot)",
+            "note COLLATE utf8mb4_unicode_ci",
+        ],
     },
     "products": {
         "key": "sku",
         "strings": ["sku", "title", "category"],
         "numbers": ["price", "stock"],
         "times": [],
+        "expressions": ["SUBSTRING(sku, 2)", "price * stock", "category COLLATE utf8mb4_bin"],
     },
 }
 _STRING_VALUES = ["'alice'", "'ZOE'", "'paris'", "'paid'", "'gift'", "'tools'", "''", "'a'"]
@@ -557,8 +578,10 @@ def random_queries(seed: int, count: int) -> list[Query]:
             parts = [_predicate(rng, table) for _ in range(rng.randrange(1, 3))]
             where = " WHERE " + rng.choice([" AND ", " OR "]).join(parts)
         shape = rng.randrange(7)
+        expressions = table["expressions"]
+        assert isinstance(expressions, list)
         if shape == 0:  # rows, maybe ordered and limited
-            columns = rng.sample(strings + numbers + times, rng.randrange(1, 4))
+            columns = rng.sample(strings + numbers + times + expressions, rng.randrange(1, 4))
             sql = f"SELECT {key}, {', '.join(columns)} FROM {name}{where}"
             if rng.random() < 0.7:
                 keys = [
@@ -574,7 +597,7 @@ def random_queries(seed: int, count: int) -> list[Query]:
             else:
                 queries.append(Q(sql))
         elif shape == 1:  # grouped
-            groups = rng.sample(strings + numbers[1:] + times, rng.randrange(1, 3))
+            groups = rng.sample(strings + numbers[1:] + times + expressions, rng.randrange(1, 3))
             aggregates = [_aggregate(rng, table) for _ in range(rng.randrange(1, 4))]
             sql = (
                 f"SELECT {', '.join(groups)}, {', '.join(aggregates)} FROM {name}{where} "
@@ -585,7 +608,11 @@ def random_queries(seed: int, count: int) -> list[Query]:
             if rng.random() < 0.6:
                 first = rng.randrange(1, len(groups) + len(aggregates) + 1)
                 rest = ", ".join(str(i + 1) for i in range(len(groups)))
-                sql += f" ORDER BY {first}{rng.choice(['', ' DESC'])}, {rest}"
+                # MariaDB 10.11 itself misgroups `GROUP BY <expression with NULLs>` with
+                # COUNT(DISTINCT) and ORDER BY ... DESC (the NULL group joins the last one),
+                # so the reference can't judge that combination.
+                desc = "" if "DISTINCT" in sql else rng.choice(["", " DESC"])
+                sql += f" ORDER BY {first}{desc}, {rest}"
                 if rng.random() < 0.5:
                     sql += f" LIMIT {rng.randrange(1, 10)}"
             queries.append(T(sql))
