@@ -16,7 +16,11 @@ done
 .venv/bin/ruff check "${paths[@]}" || lint=1
 .venv/bin/ruff format --check "${paths[@]}" || lint=1
 
-.venv/bin/pytest -q -p no:cacheprovider --durations=15 -r fEs "$@"
+# A temp dir of this checkout's own: pytest keeps only the newest three under /tmp, so two runs
+# on one machine would delete each other's MariaDB data directories.
+basetemp="$PWD/run/pytest-$$"
+rm -rf "$PWD"/run/pytest-*
+.venv/bin/pytest -q -p no:cacheprovider --durations=15 -r fEs --basetemp="$basetemp" "$@"
 tests=$?
 
 if [ "$tests" -ne 0 ]; then exit "$tests"; fi
