@@ -19,9 +19,9 @@ done
 # A temp dir of this checkout's own: pytest keeps only the newest three under /tmp, so two runs
 # on one machine would delete each other's MariaDB data directories.
 basetemp="$PWD/run/pytest-$$"
-rm -rf "$PWD"/run/pytest-*
 .venv/bin/pytest -q -p no:cacheprovider --durations=15 -r fEs --basetemp="$basetemp" "$@"
 tests=$?
+rm -rf "$basetemp"
 
 if [ "$tests" -ne 0 ]; then exit "$tests"; fi
 if [ "$lint" -ne 0 ]; then echo "test.sh: tests passed but ruff failed" >&2; fi
