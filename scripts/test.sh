@@ -19,6 +19,7 @@ done
 # A temp dir of this checkout's own: pytest keeps only the newest three under /tmp, so two runs
 # on one machine would delete each other's MariaDB data directories.
 basetemp="$PWD/run/pytest-$$"
+mkdir -p "$PWD/run"
 .venv/bin/pytest -q -p no:cacheprovider --durations=15 -r fEs --basetemp="$basetemp" "$@"
 tests=$?
 rm -rf "$basetemp"
