@@ -17,14 +17,15 @@ shares it; two instances syncing at once converge on the same text.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
 from collections.abc import Iterable
 
-from proxy.backend import BackendConnection, BackendError, Backends
+from proxy.backend import BackendConnection, BackendError, BackendPool, Backends
 from proxy.names import NameMap
-from router.config import Config, Table
+from router.config import Config, PoolSize, Table
 from router.errors import ColumnListNeeded, ProxyError
 from router.metadata import catalog_database, metadata_backend
 from router.rewrite import render_name
@@ -57,6 +58,11 @@ class Catalog:
         self.backends = backends
         self.names = names
         self.backend = metadata_backend(config)
+        # Writing the catalog changes a connection's session (USE, foreign_key_checks), so it
+        # uses connections of its own and closes them: sessions' pools are never churned.
+        self._writer = BackendPool(
+            dataclasses.replace(config.backends[self.backend], pool=PoolSize(0, 1), replicas=())
+        )
         self.synced_at: float | None = None  # monotonic time of the last full sync
         # First node's CREATE_TIME per table as of its last sync (None: no such table). Any
         # CREATE, DROP or ALTER changes it, so comparing finds tables changed on the backends.
@@ -220,7 +226,7 @@ class Catalog:
         # Read before taking the catalog's connection: with a pool of one, holding two
         # connections to one backend would wait for ever.
         charsets = {db: await self._charset(db) for db in sorted(databases)}
-        pool = self.backends[self.backend]
+        pool = self._writer
         conn = await pool.acquire()
         try:
             # This connection's session is changed (USE, foreign_key_checks): it is closed after.

@@ -21,6 +21,7 @@ from proxy.backend import BackendConnection, BackendError
 from proxy.names import NameMap
 from router.config import Config, TableKind
 from router.errors import DbAccessDenied, ProxyError
+from router.metadata import CATALOG_PREFIX
 from router.plan import MetadataPlan, ProxyShow, TableLocks
 
 if TYPE_CHECKING:
@@ -123,6 +124,10 @@ async def fetch(conn: BackendConnection, sql: str) -> Result:
 def logical_result(result: Result, names: NameMap) -> Result:
     """The result with physical and catalog names made logical, in values and columns."""
     rows = [[None if v is None else _logical(v, names) for v in row] for row in result.rows]
+    # Our catalog schemas were renamed above; one still showing belongs to another config's
+    # proxy on the same server (mysql.innodb_table_stats lists them all): not ours to show.
+    prefix = CATALOG_PREFIX.encode()
+    rows = [row for row in rows if not any(v is not None and v.startswith(prefix) for v in row)]
     columns = [_logical_column(c, names) for c in result.columns]
     return Result(columns, rows, result.warnings)
 

@@ -61,18 +61,24 @@ def test_kill_query_stops_a_long_statement_and_keeps_the_session(shop_proxy: Pro
 def test_kill_ends_the_session_and_rolls_back_its_transaction(shop_proxy: ProxyProcess):
     victim = shop_proxy.connect()
     victim_id = _session_id(shop_proxy)
-    with victim.cursor() as cursor:
-        cursor.execute("CREATE TABLE IF NOT EXISTS countries (code CHAR(2) PRIMARY KEY, name TEXT)")
-        cursor.execute("DELETE FROM countries WHERE code = 'KL'")
-        cursor.execute("BEGIN")
-        cursor.execute("INSERT INTO countries VALUES ('KL', 'Killed')")
     killer = shop_proxy.connect()
-    with killer.cursor() as cursor:
-        cursor.execute(f"KILL {victim_id}")
-    with pytest.raises(pymysql.err.MySQLError):
-        _one(victim, "SELECT 1")
-    time.sleep(0.3)
-    assert _one(killer, "SELECT COUNT(*) FROM countries WHERE code = 'KL'") == 0
+    created = not _rows(killer, "SHOW TABLES LIKE 'countries'")
+    if created:
+        _rows(killer, "CREATE TABLE countries (code CHAR(2) PRIMARY KEY, name VARCHAR(100))")
+    try:
+        with victim.cursor() as cursor:
+            cursor.execute("DELETE FROM countries WHERE code = 'KL'")
+            cursor.execute("BEGIN")
+            cursor.execute("INSERT INTO countries VALUES ('KL', 'Killed')")
+        with killer.cursor() as cursor:
+            cursor.execute(f"KILL {victim_id}")
+        with pytest.raises(pymysql.err.MySQLError):
+            _one(victim, "SELECT 1")
+        time.sleep(0.3)
+        assert _one(killer, "SELECT COUNT(*) FROM countries WHERE code = 'KL'") == 0
+    finally:
+        if created:
+            _rows(killer, "DROP TABLE countries")
 
 
 def test_kill_of_an_unknown_or_foreign_session_is_refused(shop_proxy: ProxyProcess):
