@@ -27,6 +27,7 @@ from proxy.backend import BackendConnection, BackendError, BackendPool, Backends
 from proxy.names import NameMap
 from router.config import Config, PoolSize, Table
 from router.errors import ColumnListNeeded, ProxyError
+from router.literals import quote_string
 from router.metadata import catalog_database, metadata_backend
 from router.rewrite import render_name
 
@@ -86,14 +87,19 @@ class Catalog:
             return
         try:
             created = await self._creation_times(self._all_keys())
+            present = await self._catalog_tables()
         except ProxyError as exc:
             raise CatalogUnavailable(
                 f"The metadata catalog can't be checked: {exc.message}"
             ) from exc
+        # Other proxy instances with this config share the catalog schemas and write them too,
+        # so what the catalog holds is compared as well, not only what this instance last did.
         changed = [
             key
             for key, value in created.items()
-            if self._created.get(key) != value or (value or "").endswith("*")
+            if self._created.get(key) != value
+            or (value or "").endswith("*")
+            or (value is not None) != (key in present)
         ]
         if changed:
             await self.sync(changed)
@@ -122,6 +128,18 @@ class Catalog:
             self._created.update(created)
             if keys is None:
                 self.synced_at = started
+
+    async def _catalog_tables(self) -> set[TableKey]:
+        """(logical database, table) of every table the catalog schemas hold now."""
+        schemas = {catalog_database(db): db for db in self.config.databases}
+        listed = ", ".join(quote_string(name) for name in schemas)
+        rows = await _query_on(
+            self.backends,
+            self.backend,
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+            f"WHERE TABLE_SCHEMA IN ({listed})",
+        )
+        return {(schemas[str(schema)], str(name).lower()) for schema, name in rows if name}
 
     async def after_ddl(self, sqls: Iterable[str]) -> None:
         """Re-sync the tables a DDL statement may have changed; never raises."""
