@@ -23,6 +23,7 @@ from proxy.admin import admin_show, explain_shards, xa_transactions
 from proxy.backend import BackendConnection, BackendError, OkResult, assignment_sql
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.executor import (
+    Outcome,
     ResultReader,
     Sender,
     concat_reads,
@@ -126,6 +127,7 @@ class Session:
         self.next_transaction: str | None = None  # SET TRANSACTION for the next one only
         # LAST_INSERT_ID(): the first key the last INSERT generated (the proxy's or a backend's).
         self.last_insert_id = 0
+        self.row_count = -1  # ROW_COUNT() of the last statement
         self.max_execution_time = 0  # MySQL's, in ms, for SELECTs (MariaDB lacks the variable)
         self.state: tuple[tuple[str, str], ...] = ()
         self.multi_statements = bool(capabilities & p.CLIENT_MULTI_STATEMENTS)
@@ -202,6 +204,7 @@ class Session:
                 self.next_transaction = None
                 self.max_execution_time = 0
                 self.last_insert_id = 0
+                self.row_count = -1
                 self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_STMT_PREPARE:
                 await self.stmt_prepare(body)
@@ -597,6 +600,9 @@ class Session:
     async def run_query(self, plan: QueryPlan, more: bool, send: Sender = send_query) -> None:
         if any(session_values.PREFIX in unit.sql for unit in plan.units):
             plan = self._with_session_values(plan)
+        # ROW_COUNT() as MariaDB keeps it: -1 after a result set, 0 after DDL, else the
+        # affected rows (set where the OK is sent).
+        self.row_count = 0 if plan.implicit_commit else -1
         if self.txn_aborted is not None and not plan.implicit_commit:
             raise XaError(self.txn_aborted + "; end it with ROLLBACK")
         if plan.implicit_commit:
@@ -622,7 +628,12 @@ class Session:
             Unit(
                 u.backend,
                 session_values.fill(
-                    u.sql, self.user, host, self.connection_id, self.last_insert_id
+                    u.sql,
+                    self.user,
+                    host,
+                    self.connection_id,
+                    self.last_insert_id,
+                    self.row_count,
                 ),
             )
             for u in plan.units
@@ -646,6 +657,7 @@ class Session:
                     _first(plan.generated_ids),
                 )  # fmt: skip
                 self._inserted(outcome.last_insert_id)
+                self._counted(outcome)
                 if _ASSIGNS.search(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             finally:
@@ -732,6 +744,7 @@ class Session:
                     _first(plan.generated_ids),
                 )  # fmt: skip
                 self._inserted(outcome.last_insert_id)
+                self._counted(outcome)
                 if _ASSIGNS.search(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             elif _ASSIGNS.search(units[0].sql):
@@ -766,11 +779,16 @@ class Session:
         if insert_id:
             self.last_insert_id = insert_id
 
+    def _counted(self, outcome: Outcome) -> None:
+        if not outcome.is_result_set:
+            self.row_count = outcome.affected_rows
+
     def _insert_result(self, plan: QueryPlan, ok: OkResult) -> OkResult:
         """The OK of a write over several units: the first generated key is its insert id."""
         if plan.generated_ids:
             ok = dataclasses.replace(ok, last_insert_id=plan.generated_ids[0])
         self._inserted(ok.last_insert_id)
+        self.row_count = ok.affected_rows
         return ok
 
     async def _capture_user_variables(self, conn: BackendConnection, sql: str) -> None:

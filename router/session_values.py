@@ -1,5 +1,5 @@
-"""USER(), CURRENT_USER(), SESSION_USER(), SYSTEM_USER(), CONNECTION_ID() and LAST_INSERT_ID()
-of the client's session, not of the proxy's backend connection.
+"""USER(), CURRENT_USER(), SESSION_USER(), SYSTEM_USER(), CONNECTION_ID(), LAST_INSERT_ID()
+(and @@identity), ROW_COUNT() of the client's session, not of the proxy's backend connection.
 
 The router replaces each call with a marker (valid SQL on its own) and keeps the client's
 column label; plans stay independent of the session, so they are cached as usual. Just before
@@ -21,6 +21,7 @@ CONNECTION_ID = "/*shardproxy:connection_id*/NULL"
 # The session's last generated key (proxy-generated or a backend's AUTO_INCREMENT), as MySQL
 # keeps it per connection; LAST_INSERT_ID(expr) is left to the backend.
 LAST_INSERT_ID = "/*shardproxy:last_insert_id*/NULL"
+ROW_COUNT = "/*shardproxy:row_count*/NULL"
 PREFIX = "/*shardproxy:"
 
 _FUNCTIONS = MappingProxyType(
@@ -31,6 +32,7 @@ _FUNCTIONS = MappingProxyType(
         "CURRENT_USER": CURRENT_USER,
         "CONNECTION_ID": CONNECTION_ID,
         "LAST_INSERT_ID": LAST_INSERT_ID,
+        "ROW_COUNT": ROW_COUNT,
     }
 )
 _EMPTY_CALL = re.compile(r"\s*\(\s*\)")
@@ -61,6 +63,17 @@ def session_call_edits(tree: exp.Expression, text: str) -> list[tuple[int, int, 
         if paren is None:
             continue
         edits.append(_edit(text, start, paren.end(), marker, _is_select_item(node)))
+    if any(
+        str(node.this).lower() in _IDENTITY_VARIABLES
+        for node in tree.find_all(exp.SessionParameter)
+    ):
+        # @@identity and @@last_insert_id are LAST_INSERT_ID(); sqlglot keeps no positions.
+        label = all(_is_select_item(node) for node in tree.find_all(exp.SessionParameter))
+        for match in _IDENTITY_TEXT.finditer(text):
+            if match.group()[:1] in "`'\"/-#":
+                continue
+            start, end = match.span()
+            edits.append(_edit(text, start, end, LAST_INSERT_ID, label))
     current_users = list(tree.find_all(exp.CurrentUser))
     if current_users:
         # Positions are the text's; label them only when every one is a select-list item.
@@ -74,6 +87,14 @@ def session_call_edits(tree: exp.Expression, text: str) -> list[tuple[int, int, 
     return edits
 
 
+_IDENTITY_VARIABLES = frozenset({"identity", "last_insert_id"})
+_IDENTITY_TEXT = re.compile(
+    r"""`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|/\*.*?\*/|--[^\n]*|\#[^\n]*"""
+    r"""|@@(?:session\.)?(?:identity|last_insert_id)(?![\w$])""",
+    re.I | re.S,
+)
+
+
 def _is_select_item(node: exp.Expression) -> bool:
     return isinstance(node.parent, exp.Select) and node.arg_key == "expressions"
 
@@ -84,11 +105,19 @@ def _edit(text: str, start: int, end: int, marker: str, label: bool) -> tuple[in
     return start, end, marker
 
 
-def fill(sql: str, user: str, host: str, connection_id: int, last_insert_id: int = 0) -> str:
+def fill(
+    sql: str,
+    user: str,
+    host: str,
+    connection_id: int,
+    last_insert_id: int = 0,
+    row_count: int = -1,
+) -> str:
     """`sql` with the session's values in place of the markers."""
     return (
         sql.replace(USER, quote_string(f"{user}@{host}"))
         .replace(CURRENT_USER, quote_string(f"{user}@%"))
         .replace(CONNECTION_ID, str(connection_id))
         .replace(LAST_INSERT_ID, str(last_insert_id))
+        .replace(ROW_COUNT, str(row_count))
     )

@@ -595,11 +595,6 @@ def stmt_executes(cluster: Cluster) -> int:
 # --- what a CLI session asks the server about its last statement ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: ROW_COUNT() and LAST_INSERT_ID() run on whichever pooled backend "
-    "connection answers the SELECT, not the session's last statement",
-)
 def test_row_count_and_last_insert_id_follow_the_session(
     matrix_proxy: ProxyProcess, reference_db: Any
 ) -> None:
