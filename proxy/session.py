@@ -46,7 +46,7 @@ from proxy.prepared import (
     prepare_ok,
     unmark,
 )
-from proxy.xa import XaError
+from proxy.xa import XaError, xid_sql
 from router import session_values
 from router.errors import (
     BackendUnavailable,
@@ -120,6 +120,8 @@ class Session:
         self.autocommit = True
         self.in_txn = False
         self.txn_conns: dict[str, BackendConnection] = {}
+        # Backends the open transaction wrote to; the others' branches only read.
+        self.txn_written: set[str] = set()
         self.gtrid: str | None = None
         # Set when the proxy rolled the open transaction back (a backend was lost): until the
         # client ends it, statements fail and COMMIT reports the rollback instead of succeeding.
@@ -536,8 +538,10 @@ class Session:
     async def end_transaction(self, commit: bool) -> None:
         """Commit (XA, one phase when one branch) or roll back, and release pinned connections."""
         conns = list(self.txn_conns.values())
+        written = self.txn_written
         gtrid = self.gtrid
         aborted = self.txn_aborted
+        self.txn_written = set()
         self.txn_conns = {}
         self.gtrid = None
         self.txn_aborted = None
@@ -550,7 +554,13 @@ class Session:
         coordinator = self.runtime.coordinator
         try:
             if commit:
-                await coordinator.commit(gtrid, conns)
+                # Branches that only read have nothing to make durable: they end in one phase
+                # (no PREPARE, no decision row, no log flush), and two-phase commit runs only
+                # among the branches that wrote (one phase again when just one did).
+                writers = [c for c in conns if c.backend in written]
+                await _end_read_only(gtrid, [c for c in conns if c.backend not in written])
+                if writers:
+                    await coordinator.commit(gtrid, writers)
             else:
                 await coordinator.rollback(gtrid, conns)
         finally:
@@ -724,6 +734,7 @@ class Session:
         self.in_txn = True
         try:
             conns = [(await self.connection(b))[0] for b in by_backend]
+            self.txn_written.update(by_backend)
             ok = await run_writes(conns, list(by_backend.values()))
         except BaseException:
             await self.end_transaction(commit=False)
@@ -736,6 +747,8 @@ class Session:
         backends = list(dict.fromkeys(u.backend for u in units))
         try:
             conns = {b: (await self.connection(b))[0] for b in backends}
+            if plan.is_write:
+                self.txn_written.update(backends)
             status = self.status(more)
             if len(units) == 1:
                 conn = conns[units[0].backend]
@@ -850,6 +863,21 @@ def _group_by_backend(units: Sequence) -> dict[str, list]:
     for unit in units:
         groups.setdefault(unit.backend, []).append(unit)
     return groups
+
+
+async def _end_read_only(gtrid: str, conns: Sequence[BackendConnection]) -> None:
+    """End branches that changed nothing with a one-phase commit (releasing their locks).
+
+    A failure changes no data: the connection is closed, and the server drops the branch."""
+
+    async def end(conn: BackendConnection) -> None:
+        xid = xid_sql(gtrid, conn.backend)
+        try:
+            await conn.execute(f"XA END {xid}; XA COMMIT {xid} ONE PHASE")
+        except ProxyError:
+            conn.broken = True
+
+    await asyncio.gather(*(end(c) for c in conns))
 
 
 def replica_may_answer(sql: str) -> bool:
