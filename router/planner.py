@@ -43,6 +43,9 @@ _DML = frozenset({"SELECT", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE", "("
 _DDL = frozenset({"CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME"})
 _TRANSACTION = frozenset({"BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 _DESCRIBE = frozenset({"DESCRIBE", "DESC", "EXPLAIN"})
+# Statements longer than this are planned every time: bulk INSERTs vary their row count, so
+# each would be a new shape, and caching them held ~3 MB per plan (measured in BENCHMARKS.md).
+MAX_CACHED_TEXT = 64 * 1024
 _ADMIN = frozenset({"EXPLAIN", "SHOW", "RELOAD", "KILL"})
 # Statements MySQL knows that the proxy refuses by name rather than as a syntax error.
 _REFUSED = frozenset(
@@ -152,7 +155,8 @@ class Router:
         if route is None:
             self.misses += 1
             route = self._plan_shape(normalized, bindings, Session(self.config, database))
-            self._shapes.put(key, route)
+            if len(normalized.shape) <= MAX_CACHED_TEXT:
+                self._shapes.put(key, route)
         if not isinstance(route, _ExactOnly):
             self.hits += not planned
             return route.instantiate(bindings)
@@ -168,7 +172,8 @@ class Router:
                 return cached
             self.misses += 1
         plan = self._plan_text(text, slots, bindings, Session(self.config, database))
-        if not _uses_generated_keys(plan):  # those are used up
+        # Generated keys are used up; long texts are not worth their memory.
+        if not _uses_generated_keys(plan) and len(exact_key[1]) <= MAX_CACHED_TEXT:
             self._exact.put(exact_key, plan)
         return plan
 

@@ -280,3 +280,21 @@ def test_cached_plan_equals_fresh_plan_for_any_statement(
     if isinstance(fresh, tuple) and fresh[1] == 1064:
         return  # the new literals don't parse where the old ones did (`DATE 5`): no plan to compare
     assert outcome(warm, other) == fresh
+
+
+def test_statements_over_the_size_limit_are_not_cached() -> None:
+    from router.config_loader import load_config
+    from router.planner import MAX_CACHED_TEXT, Router
+
+    router = Router(load_config("config/default.yaml"))
+    rows = ", ".join(f"({i}, {i % 20}, 'x')" for i in range(MAX_CACHED_TEXT // 10))
+    sql = f"INSERT INTO orders (id, user_id, status) VALUES {rows}"
+    first = router.plan(sql, "shop")
+    misses = router.misses
+    assert router.plan(sql, "shop") == first
+    assert router.misses == misses + 1  # planned again, not served from the cache
+    small = "SELECT * FROM orders WHERE user_id = 3"
+    router.plan(small, "shop")
+    misses = router.misses
+    router.plan(small, "shop")
+    assert router.misses == misses
