@@ -84,7 +84,6 @@ TYPE_LONGLONG = 0x08
 TYPE_VAR_STRING = 0xFD
 
 UTF8MB4_GENERAL_CI = 45
-BINARY_COLLATION = 63
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -195,12 +194,6 @@ def eof_status(payload: bytes) -> tuple[int, int]:
 
 def with_eof_status(payload: bytes, status: int) -> bytes:
     return payload[:3] + _U16.pack(status) + payload[5:]
-
-
-def with_ok_status(payload: bytes, status: int) -> bytes:
-    _, pos = read_lenenc_int(payload, 1)
-    _, pos = read_lenenc_int(payload, pos)
-    return payload[:pos] + _U16.pack(status) + payload[pos + 2 :]
 
 
 def column_definition(

@@ -42,7 +42,6 @@ def test_ok_eof_err_layouts():
     ok = p.ok_packet(3, 300, p.SERVER_STATUS_AUTOCOMMIT, 2)
     assert ok == b"\x00\x03\xfc\x2c\x01\x02\x00\x02\x00"
     assert p.parse_ok(ok) == (3, 300, p.SERVER_STATUS_AUTOCOMMIT, 2)
-    assert p.with_ok_status(ok, 0x0001) == b"\x00\x03\xfc\x2c\x01\x01\x00\x02\x00"
     eof = p.eof_packet(p.SERVER_STATUS_AUTOCOMMIT, 1)
     assert eof == b"\xfe\x01\x00\x02\x00" and p.is_eof(eof)
     assert p.eof_status(p.with_eof_status(eof, 0x0008)) == (1, 0x0008)
