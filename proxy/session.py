@@ -225,6 +225,10 @@ class Session:
                 self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_FIELD_LIST:
                 self.channel.send(p.eof_packet(self.status()))
+            elif command == p.COM_PROCESS_KILL and len(body) >= 4:
+                # mysql_kill(): the same as KILL CONNECTION id
+                await self.kill(KillPlan(struct.unpack_from("<I", body)[0], query_only=False))
+                self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_STATISTICS:
                 self.channel.send(b"Uptime: 1  Threads: 1  Questions: 0")
             else:

@@ -97,3 +97,14 @@ def _rows(conn: pymysql.Connection, sql: str) -> list[tuple]:
     with conn.cursor() as cursor:
         cursor.execute(sql)
         return list(cursor.fetchall())
+
+
+def test_com_process_kill_ends_a_session(shop_proxy: ProxyProcess):
+    """mysql_kill() sends COM_PROCESS_KILL, the command form of KILL CONNECTION."""
+    victim = shop_proxy.connect()
+    victim_id = _session_id(shop_proxy)
+    killer = shop_proxy.connect()
+    killer.kill(int(victim_id))
+    with pytest.raises(pymysql.err.MySQLError):
+        _one(victim, "SELECT 1")
+    assert _one(killer, "SELECT 'still here'") == "still here"
