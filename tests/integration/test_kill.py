@@ -19,13 +19,9 @@ def _one(conn: pymysql.Connection, sql: str) -> object:
         return cursor.fetchone()[0]
 
 
-def _session_id(proxy: ProxyProcess, user: str = "admin") -> int:
-    admin = proxy.connect(user="admin", password="admin")
-    with admin.cursor() as cursor:
-        cursor.execute("SHOW SHARDPROXY SESSIONS")
-        ids = [row[0] for row in cursor.fetchall() if row[1] == "app"]
-    admin.close()
-    return max(ids)
+def _session_id(conn: pymysql.Connection) -> int:
+    """The proxy's connection id of `conn` (CONNECTION_ID() answers the proxy's own)."""
+    return int(_one(conn, "SELECT CONNECTION_ID()"))
 
 
 def _in_thread(conn: pymysql.Connection, sql: str) -> tuple[threading.Thread, list[object]]:
@@ -45,7 +41,7 @@ def _in_thread(conn: pymysql.Connection, sql: str) -> tuple[threading.Thread, li
 
 def test_kill_query_stops_a_long_statement_and_keeps_the_session(shop_proxy: ProxyProcess):
     victim = shop_proxy.connect()
-    victim_id = _session_id(shop_proxy)
+    victim_id = _session_id(victim)
     thread, outcome = _in_thread(victim, "SELECT SLEEP(20)")
     killer = shop_proxy.connect()
     started = time.monotonic()
@@ -60,7 +56,7 @@ def test_kill_query_stops_a_long_statement_and_keeps_the_session(shop_proxy: Pro
 
 def test_kill_ends_the_session_and_rolls_back_its_transaction(shop_proxy: ProxyProcess):
     victim = shop_proxy.connect()
-    victim_id = _session_id(shop_proxy)
+    victim_id = _session_id(victim)
     killer = shop_proxy.connect()
     created = not _rows(killer, "SHOW TABLES LIKE 'countries'")
     if created:
@@ -87,7 +83,7 @@ def test_kill_of_an_unknown_or_foreign_session_is_refused(shop_proxy: ProxyProce
         _one(conn, "KILL 999999")
     assert unknown.value.args[0] == 1094
     admin = shop_proxy.connect(user="admin", password="admin")
-    admin_id = max(row[0] for row in _rows(admin, "SHOW SHARDPROXY SESSIONS") if row[1] == "admin")
+    admin_id = _session_id(admin)
     with pytest.raises(pymysql.err.MySQLError) as foreign:
         _one(conn, f"KILL {admin_id}")
     assert foreign.value.args[0] == 1095
@@ -102,9 +98,9 @@ def _rows(conn: pymysql.Connection, sql: str) -> list[tuple]:
 def test_com_process_kill_ends_a_session(shop_proxy: ProxyProcess):
     """mysql_kill() sends COM_PROCESS_KILL, the command form of KILL CONNECTION."""
     victim = shop_proxy.connect()
-    victim_id = _session_id(shop_proxy)
+    victim_id = _session_id(victim)
     killer = shop_proxy.connect()
-    killer.kill(int(victim_id))
+    killer.kill(victim_id)
     with pytest.raises(pymysql.err.MySQLError):
         _one(victim, "SELECT 1")
     assert _one(killer, "SELECT 'still here'") == "still here"
