@@ -542,7 +542,9 @@ def _cpu(cases: list[dict]) -> list[str]:
         "",
         "CPU microseconds per completed query, by process, from /proc: *client* is sysbench, "
         "*backends* our MariaDB servers (only the direct one is busy in a direct run), "
-        "*kernel* interrupt time and kernel threads (loopback TCP delivery, mostly). *our "
+        "*kernel* kernel threads (ksoftirqd, kworkers). Interrupt and softirq time (loopback "
+        "TCP delivery) is in the other columns: this kernel charges it to the process it "
+        "interrupted. *our "
         "cores* is the sum of those over the run divided by its length (2.0 is the "
         "machine's ceiling); *others' cores* is what everybody else's processes used in the "
         "same interval and *unattributed* the machine's remaining busy time (processes that "
@@ -873,7 +875,7 @@ def _findings(results: dict) -> list[str]:
             f"outside the proxy against {direct_us:.0f} µs for a whole direct query (the "
             f"two shards alone {_per_query_us(p, 'backends'):.0f} µs against "
             f"{_per_query_us(d, 'backends'):.0f} µs for the direct server, and twice the "
-            "loopback TCP hops in the kernel). "
+            "loopback TCP hops). "
             + (
                 f"Reaching 35% here needs the proxy at about {need:.0f} µs per query or less "
                 f"(see the bounds below), a {_pct(max(0.0, 1 - need / proxy_us))} cut; where "
@@ -1115,7 +1117,7 @@ def _budget(cases: list[dict]) -> list[str]:
         "## What bounds the point-select ratio on this machine",
         "",
         "With every process sharing two cores, a direct query costs the machine *D* µs of CPU "
-        "(sysbench + MariaDB + kernel) and a proxied one *R* µs outside the proxy plus the "
+        "(sysbench + MariaDB + kernel threads) and a proxied one *R* µs outside the proxy plus the "
         "proxy's *P*. If the machine is the bottleneck, the ratio can't exceed D / (R + P); "
         "the proxy, one asyncio thread, also can't exceed 1 / P queries per second. The last "
         "two columns give the proxy CPU per query that satisfies both bounds for 35% and "

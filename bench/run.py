@@ -431,6 +431,8 @@ class Measured:
     proxy_system: float = 0.0  # of the proxy's CPU seconds, those spent in the kernel
     # Server status counters (SHOW GLOBAL STATUS) summed over the servers that did the work.
     server: dict[str, int] = field(default_factory=dict)
+    # irq + softirq seconds (/proc/stat), already inside the processes' times above.
+    interrupts: float = 0.0
 
     def foreign_cores(self) -> float:
         """Cores other people's work took during the run: their processes, and busy time
@@ -659,7 +661,10 @@ class Bench:
                 kernel += delta
             else:
                 others += delta
-        cpu["kernel"] = kernel + irq - irq_before
+        # Kernel threads only: this kernel (no CONFIG_IRQ_TIME_ACCOUNTING) charges interrupt
+        # and softirq time to the process it interrupted as well as to /proc/stat's irq
+        # columns, so adding those would count it twice.
+        cpu["kernel"] = kernel
         cpu["others"] = others
         cpu["unattributed"] = max(0.0, busy - sum(cpu.values()))
         result = parse_sysbench(output)
@@ -673,9 +678,10 @@ class Bench:
         for server, old in zip(servers, counters_before, strict=True):
             for name, value in server_counters(server).items():
                 counters[name] = counters.get(name, 0) + value - old.get(name, 0)
+        interrupts = irq - irq_before
         if target == "proxy":
-            return Measured(result, wall, cpu, rss.peak, system, counters)
-        return Measured(result, wall, cpu, server=counters)
+            return Measured(result, wall, cpu, rss.peak, system, counters, interrupts)
+        return Measured(result, wall, cpu, server=counters, interrupts=interrupts)
 
     # -- phases --------------------------------------------------------------------------
 
