@@ -900,24 +900,39 @@ def _findings(results: dict) -> list[str]:
             "",
         ]
     ro = _find(cases, "oltp_read_only", "text", 8)
+    read_only_2pc = False
     if ro:
         d, p = ro["direct"], ro["proxy"]
-        out += [
-            "2. **Read-only transactions pay for two-phase commit.** sysbench wraps every "
-            "oltp_read_only event in BEGIN ... COMMIT; its random ids reach both shards, so the "
-            f"proxy runs XA on both: {_per_event(p, 'Questions'):.0f} statements on the servers "
-            f"per transaction against {_per_event(d, 'Questions'):.0f} direct (of them "
-            f"{_xa_per_event(p):.0f} XA statements) and "
-            f"{_per_event(p, 'Innodb_log_writes'):.1f} redo-log writes per transaction "
-            f"against {_per_event(d, 'Innodb_log_writes'):.1f}: XA PREPARE and the "
-            "decision-log insert are durable writes for a transaction that changed nothing. "
-            "Suggestion: remember per branch whether it wrote; at COMMIT end branches that "
-            "only read with `XA END` + `XA COMMIT ... ONE PHASE` (or XA ROLLBACK) and run "
-            "two-phase commit, with its decision-log row, only among branches that wrote "
-            "(one-phase when just one did). That removes every fsync and the 2PC round trips "
-            "from read-only transactions.",
-            "",
-        ]
+        log_writes = _per_event(p, "Innodb_log_writes")
+        read_only_2pc = log_writes >= 0.1
+        counts = (
+            f"{_per_event(p, 'Questions'):.0f} statements on the servers per transaction "
+            f"against {_per_event(d, 'Questions'):.0f} direct (of them {_xa_per_event(p):.0f} "
+            f"XA statements) and {log_writes:.1f} redo-log writes per transaction against "
+            f"{_per_event(d, 'Innodb_log_writes'):.1f}"
+        )
+        if read_only_2pc:
+            out += [
+                "2. **Read-only transactions pay for two-phase commit.** sysbench wraps every "
+                "oltp_read_only event in BEGIN ... COMMIT; its random ids reach both shards, "
+                f"so the proxy runs XA on both: {counts}: XA PREPARE and the decision-log "
+                "insert are durable writes for a transaction that changed nothing. "
+                "Suggestion: remember per branch whether it wrote; at COMMIT end branches "
+                "that only read with `XA END` + `XA COMMIT ... ONE PHASE` and run two-phase "
+                "commit, with its decision-log row, only among branches that wrote.",
+                "",
+            ]
+        else:
+            out += [
+                "2. **Read-only transactions no longer pay for two-phase commit** (branches "
+                "that only read end in one phase since 03984cf): sysbench's BEGIN ... COMMIT "
+                f"around oltp_read_only now costs {counts}. What is left is round trips: "
+                "per shard an XA START before the branch's first statement and XA END + "
+                "XA COMMIT ONE PHASE at the end. Suggestion: send XA START in the same "
+                "packet as the branch's first statement (a multi-statement, as the one-phase "
+                "commit already is), which saves a round trip per shard per transaction.",
+                "",
+            ]
     merge_name = next(name for name, *_ in COST_CENTRES if name.startswith("cross-shard merge"))
     for prof in results.get("profiles") or []:
         if prof["workload"] != "oltp_read_only" or not prof.get("queries"):
@@ -954,9 +969,13 @@ def _findings(results: dict) -> list[str]:
             "direct (MariaDB's group commit shares one log write among many concurrent "
             "commits; the proxy's prepares and decision inserts come one by one). "
             "Suggestion: batch the decision-log inserts of concurrent commits into one "
-            "multi-row INSERT (a group commit of decisions: one fsync for many transactions); "
-            "and the read-only rule above also covers write transactions whose other branch "
-            "only read.",
+            "multi-row INSERT (a group commit of decisions: one fsync for many transactions)"
+            + (
+                "; and the read-only rule above also covers write transactions whose other "
+                "branch only read."
+                if read_only_2pc
+                else "."
+            ),
             "",
         ]
     prep_p, prep_d = results.get("prepare_proxy_seconds"), results.get("prepare_direct_seconds")
@@ -994,14 +1013,25 @@ def _findings(results: dict) -> list[str]:
             )
             if "per_shape" in cache:
                 text += (
-                    f"Planning one ~{cache['rows']:,}-row INSERT like prepare's grows a "
-                    f"Router's RSS by about {_mb(cache['per_shape'])} per distinct statement "
-                    "shape (the row count is part of the shape, and it changes as ids grow); "
-                    "the plan cache is bounded by entries (4096), not bytes, so bulk loads "
-                    "with varied batch sizes could hold gigabytes. Suggestion: don't "
-                    "shape-cache statements above a size (say 64 KB or 100 VALUES rows), or "
-                    "bound the cache by bytes. "
+                    f"Planning one ~{cache['rows']:,}-row INSERT like prepare's "
+                    f"({cache.get('text_chars', 0) / 1024:.0f} KB of text) grows a Router's RSS "
+                    f"by about {_mb(cache['per_shape'])} per distinct statement (the row count "
+                    "is part of the shape, and it changes as ids grow). "
                 )
+                if cache.get("cached"):
+                    text += (
+                        f"The router still caches these plans ({cache['cached']} of "
+                        f"{cache['shapes']} planned were cached): their normalized shape is "
+                        f"only {cache.get('shape_chars', 0) / 1024:.0f} KB, under a 64 KB "
+                        "limit on the shape, while the cached plan holds a template per row. "
+                        "Suggestion: decide by the raw text length or the number of VALUES "
+                        "rows, or bound the cache by bytes. "
+                    )
+                elif cache.get("cached") == 0:
+                    text += (
+                        "They are not cached, so the growth is the allocator keeping memory "
+                        "from parsing big statements. "
+                    )
         out += [text, ""]
     checks = results.get("checks") or []
     bad = [c for c in checks if c["wrong"] or c["error"]]

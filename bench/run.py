@@ -345,13 +345,23 @@ def insert(start, n):
 router.plan(insert(1, 10), {DB!r})
 gc.collect()
 samples = [rss()]
+cache = getattr(router, "_shapes", None)
+cached_before = len(cache) if cache is not None else None
 start = 100
 for j in range({shapes}):
-    router.plan(insert(start, {rows} + j), {DB!r})
+    sql = insert(start, {rows} + j)
+    router.plan(sql, {DB!r})
     start += {rows} + j
     gc.collect()
     samples.append(rss())
-print(json.dumps({{"samples": samples, "rows": {rows}, "shapes": {shapes}}}))
+try:
+    from router.normalize import normalize
+    shape_chars = len(normalize(sql).shape)
+except Exception:
+    shape_chars = None
+cached = len(cache) - cached_before if cache is not None else None
+print(json.dumps({{"samples": samples, "rows": {rows}, "shapes": {shapes}, "cached": cached,
+                  "text_chars": len(sql), "shape_chars": shape_chars}}))
 """
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
