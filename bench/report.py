@@ -824,6 +824,50 @@ def _per_event(m: dict, counter: str) -> float:
     return (m.get("server") or {}).get(counter, 0) / events if events else 0.0
 
 
+# What to do about each point-select cost centre (same names as COST_CENTRES).
+SUGGESTIONS = {
+    "packets and buffers (proxy/channel.py, backend.py, packets.py, names.py)": (
+        "memoize `NameMap.column_definition` by payload (a statement shape gets the same "
+        "column-definition bytes back every time) and cut frames as memoryview slices, not a "
+        "bytes copy per frame"
+    ),
+    "routing (router/, plan cache hits)": (
+        "a prepared statement is planned from its text at every COM_STMT_EXECUTE "
+        "(`Router.plan` -> `normalize` each time): keep the normalized shape, or the cached "
+        "route, on the client's statement and bind only the new values"
+    ),
+    "session and executor (proxy/session.py, executor.py, server.py)": (
+        "trim per-statement Python in the session and relay path (status flags, pool "
+        "acquire/release, per-call objects)"
+    ),
+    "write(2) to backend sockets": (
+        "a Unix-socket option for backends on the same host (a loopback TCP write also runs "
+        "the receiver's TCP input, charged to the proxy)"
+    ),
+    "prepared statements (proxy/prepared.py)": (
+        "pass the client's parameter block through to the backend unchanged when the "
+        "backend statement takes the same parameters in the same order"
+    ),
+    "asyncio streams (Python)": (
+        "`asyncio.Protocol` callbacks instead of StreamReader/StreamWriter (no future per read)"
+    ),
+}
+
+
+def _suggestions(results: dict) -> str:
+    """The suggestions for the point-select profiles' largest cost centres, largest first."""
+    totals: collections.Counter[str] = collections.Counter()
+    for prof in results.get("profiles") or []:
+        if prof["workload"] == "point_select":
+            for name, us in centre_cost_us(prof, summarise_profile(prof["raw"])).items():
+                totals[name] += us
+    picked = [name for name, _ in totals.most_common() if name in SUGGESTIONS][:4]
+    if not picked:
+        return ""
+    items = "; ".join(f"({chr(ord('a') + i)}) {SUGGESTIONS[name]}" for i, name in enumerate(picked))
+    return f"Suggestions, for the largest costs first: {items}. "
+
+
 def _cores_sentence(case: dict) -> str:
     p = case["proxy"]
     cores = p["cpu"].get("proxy", 0) / max(1e-9, p["wall"])
@@ -860,6 +904,7 @@ def _findings(results: dict) -> list[str]:
         system = p.get("proxy_system", 0.0) / max(1e-9, p["cpu"].get("proxy", 0.0))
         top = ""
         profiles = results.get("profiles") or []
+        # (the suggestions below follow the same profiles)
         prof = next(
             (x for x in profiles if (x["workload"], x["mode"]) == ("point_select", "text")), None
         )
@@ -868,7 +913,8 @@ def _findings(results: dict) -> list[str]:
             ranked = sorted(cost.items(), key=lambda kv: -kv[1])[:5]
             top = "; ".join(f"{name} {us:.0f} µs" for name, us in ranked)
         out += [
-            f"1. **Point select is bounded by CPU per query.** The proxy spends {proxy_us:.0f} µs "
+            "1. **Point select is bounded by CPU per query.** In the text 8-thread case the "
+            f"proxy spends {proxy_us:.0f} µs "
             f"of CPU per point select ({_pct(system)} of it in system calls) on one asyncio "
             f"thread, so it can't pass {1e6 / proxy_us:,.0f} QPS whatever the machine; here, "
             f"where everything shares two cores, a proxied query also costs {rest_us:.0f} µs "
@@ -877,7 +923,8 @@ def _findings(results: dict) -> list[str]:
             f"{_per_query_us(d, 'backends'):.0f} µs for the direct server, and twice the "
             "loopback TCP hops). "
             + (
-                f"Reaching 35% here needs the proxy at about {need:.0f} µs per query or less "
+                f"Reaching 35% in this case needs the proxy at about {need:.0f} µs per query "
+                "or less "
                 f"(see the bounds below), a {_pct(max(0.0, 1 - need / proxy_us))} cut; where "
                 "clients and servers have cores of their own only the one-core ceiling "
                 "counts. "
@@ -888,15 +935,9 @@ def _findings(results: dict) -> list[str]:
             )
             + (f"Largest costs (profile, µs per query): {top}. " if top else "")
             + _cores_sentence(point)
-            + "Suggestions, most promising first: (a) replace asyncio streams with "
-            "`asyncio.Protocol` callbacks on both sockets (no StreamReader, no future per "
-            "read; the relay becomes data_received -> parse -> transport.write); (b) a "
-            "Unix-socket option for backends on the same host (a loopback TCP write costs the "
-            "sender the receiver's TCP input too); (c) trim per-statement Python in "
-            "session/executor (status flags, pool acquire/release, per-call dataclass "
-            "instances); (d) for throughput on bigger machines, several proxy processes "
-            "sharing the port with SO_REUSEPORT, one per core, since one event loop is one "
-            "core.",
+            + _suggestions(results)
+            + "For throughput beyond one core: several proxy processes sharing the port with "
+            "SO_REUSEPORT, one per core, since one event loop is one core.",
             "",
         ]
     ro = _find(cases, "oltp_read_only", "text", 8)
