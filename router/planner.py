@@ -155,7 +155,7 @@ class Router:
         if route is None:
             self.misses += 1
             route = self._plan_shape(normalized, bindings, Session(self.config, database))
-            if len(normalized.shape) <= MAX_CACHED_TEXT:
+            if len(sql) <= MAX_CACHED_TEXT:
                 self._shapes.put(key, route)
         if not isinstance(route, _ExactOnly):
             self.hits += not planned
