@@ -295,16 +295,17 @@ def _plan_insert(
         )
     if spans is None:
         raise NotSupported("this form of multi-row INSERT into a sharded table")
-    edits = rewriter.edits
+    ranges = [(0, spans[0][0]), *spans, (spans[-1][1], len(text))]
+    head, *row_templates, tail = Template.build_ranges(text, rewriter.edits, ranges)
     return InsertRoute(
         target.label,
         table.algorithm,
         keys,
         targets,
         template,
-        Template.build(text, edits, 0, spans[0][0]),
-        tuple(Template.build(text, edits, start, end) for start, end in spans),
-        Template.build(text, edits, spans[-1][1], len(text)),
+        head,
+        tuple(row_templates),
+        tail,
         first_key,
     )
 

@@ -8,6 +8,7 @@ of offset + count): those are objects with a `render(texts)` method.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,10 +48,33 @@ class Template:
         An insertion (start == end) at the very end of the range is included too.
         """
         end = len(text) if end is None else end
+        return cls.build_ranges(text, edits, [(start, end)])[0]
+
+    @classmethod
+    def build_ranges(
+        cls, text: str, edits: list[Edit], ranges: list[tuple[int, int]]
+    ) -> tuple[Template, ...]:
+        """One template per (start, end) range of `text`, as build() would make each.
+
+        The edits are sorted once and each range finds its own by bisection: an INSERT of
+        many rows has a range and several edits per row, and scanning every edit for every
+        row made planning a 1.5 MB INSERT take minutes."""
+        ordered = sorted(edits, key=lambda e: (e[0], e[1]))
+        starts = [e[0] for e in ordered]
+        return tuple(cls._from_sorted(text, ordered, starts, a, b) for a, b in ranges)
+
+    @classmethod
+    def _from_sorted(
+        cls, text: str, ordered: list[Edit], starts: list[int], start: int, end: int
+    ) -> Template:
         parts: list[Part] = []
         pos = start
-        inside = (e for e in edits if start <= e[0] < end or e[0] == e[1] == end > start)
-        for edit_start, edit_end, part in sorted(inside, key=lambda e: (e[0], e[1])):
+        first = bisect.bisect_left(starts, start)
+        stop = bisect.bisect_left(starts, end)
+        # An insertion at the very end of a non-empty range belongs to it.
+        while start < end and stop < len(ordered) and ordered[stop][:2] == (end, end):
+            stop += 1
+        for edit_start, edit_end, part in ordered[first:stop]:
             if edit_start < pos or edit_end > end:
                 raise NotSupported(f"this statement form (overlapping rewrites at {edit_start})")
             _add_text(parts, text[pos:edit_start])
