@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pytest
+import xa_helpers
 from xa_helpers import (
     ABORT_AFTER,
     ACCOUNTS,
@@ -22,39 +21,23 @@ from xa_helpers import (
     Proxies,
     create_tables,
     decisions,
-    heal,
     new_db_name,
     no_failpoints,
     prepared_everywhere,
     recovered,
-    start_pair,
-    stop_pair,
     table_rows,
     wait_until,
     xa_config,
 )
 
 if TYPE_CHECKING:
-    from conftest import Cluster, ProxyFactory, ProxyProcess
+    from conftest import Cluster, ProxyProcess
+
+# Fixtures: the module's two servers, and the proxies a test starts.
+pair = xa_helpers.pair
+proxies = xa_helpers.proxies
 
 RECOVERED_WITHIN = ABORT_AFTER + 4 * RECOVERY_INTERVAL + 5
-
-
-@pytest.fixture(scope="module")
-def pair(mariadb_base_dir: Path) -> Iterator[Cluster]:
-    cluster = start_pair(mariadb_base_dir, "xarecov")
-    yield cluster
-    stop_pair(cluster)
-
-
-@pytest.fixture
-def proxies(
-    proxy_server: ProxyFactory, monkeypatch: pytest.MonkeyPatch, pair: Cluster
-) -> Iterator[Proxies]:
-    started = Proxies(proxy_server, monkeypatch)
-    yield started
-    started.stop_all()
-    heal(pair)
 
 
 def open_accounts(proxy: ProxyProcess, pairs: int) -> None:
