@@ -82,24 +82,6 @@ def test_error_in_the_first_statement_of_a_branch(pair: Cluster, proxies: Proxie
     conn.close()
 
 
-def test_refused_xa_start_runs_nothing(pair: Cluster, proxies: Proxies) -> None:
-    """An instance id this long makes global ids longer than XA allows (64 bytes): every
-    XA START is refused. The statement sent with it must not run, even in autocommit."""
-    proxy, db = bank(proxies, pair, instance_id="L" * 60)
-    conn = proxy.connect(database="bank")
-    with conn.cursor() as cursor:
-        cursor.execute("BEGIN")
-        with pytest.raises(pymysql.err.MySQLError) as excinfo:
-            cursor.execute("UPDATE accounts SET balance = 0 WHERE id = 1")
-        assert excinfo.value.args[0] in (1398, 1399, 1400), excinfo.value
-        cursor.execute("ROLLBACK")
-        # The session is fine: autocommit statements need no XA.
-        cursor.execute("SELECT balance FROM accounts WHERE id = 1")
-        assert cursor.fetchall() == ((100,),)
-    assert balances(pair, db) == {1: 100, 2: 100}
-    conn.close()
-
-
 @LOGS
 def test_a_refused_decision_rolls_back_every_branch(
     pair: Cluster, proxies: Proxies, log: str
