@@ -89,6 +89,15 @@ def prepared_branches(log: str) -> list[tuple[int, str]]:
     return [(1, "x1")] if log == "x0" else [(0, "x0"), (1, "x1")]
 
 
+def wait_for_prepare(pair: Cluster, db: str, log: str) -> None:
+    """Until a commit has prepared every branch it prepares (it is held after that)."""
+    wait_until(
+        lambda: [(i, b) for i, _, b in prepared_everywhere(pair, db)] == prepared_branches(log),
+        5,
+        "the branches prepared",
+    )
+
+
 def crash_during_transfer(
     pair: Cluster, proxies: Proxies, point: str, form: str, log: str
 ) -> tuple[ProxyProcess, str, str]:
@@ -257,11 +266,7 @@ def test_log_backend_killed_between_prepare_and_decision_rolls_everything_back(
 
     conn = begin_transfer(proxy)
     thread, outcome = commit_in_thread(conn)
-    wait_until(
-        lambda: [(i, b) for i, _, b in prepared_everywhere(pair, db)] == prepared_branches(log),
-        5,
-        "the branches prepared",
-    )
+    wait_for_prepare(pair, db, log)
     pair.instances[0].kill()
     thread.join(30)
 
@@ -293,11 +298,7 @@ def test_backend_killed_after_the_decision_still_commits_there(
 
     conn = begin_transfer(proxy)
     thread, outcome = commit_in_thread(conn)
-    wait_until(
-        lambda: [(i, b) for i, _, b in prepared_everywhere(pair, db)] == prepared_branches(log),
-        5,
-        "the branches prepared",
-    )
+    wait_for_prepare(pair, db, log)
     pair.instances[1].kill()
     thread.join(30)
 
