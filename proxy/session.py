@@ -46,7 +46,7 @@ from proxy.prepared import (
     prepare_ok,
     unmark,
 )
-from proxy.xa import XaError, xid_sql
+from proxy.xa import XaError, XaStartFailed, xid_sql
 from router import session_values
 from router.errors import (
     BackendUnavailable,
@@ -576,12 +576,15 @@ class Session:
         db = config.databases.get(self.database or "") or next(iter(config.databases.values()))
         return db.default_backend
 
-    async def connection(self, backend: str, read: bool = False) -> tuple[BackendConnection, bool]:
+    async def connection(
+        self, backend: str, read: bool = False, start: bool = True
+    ) -> tuple[BackendConnection, bool]:
         """(connection, pooled): the pinned one inside a transaction, else one from the pool;
         with `read`, from a healthy replica when the backend has some.
 
         Every branch of a transaction is an XA branch of one global id, started lazily, so a
-        transaction that reaches a second backend needs no conversion."""
+        transaction that reaches a second backend needs no conversion. Without `start` a new
+        branch is not started: the caller sends XA START with its first statement."""
         if self.in_txn:
             conn = self.txn_conns.get(backend)
             if conn is None:
@@ -592,7 +595,8 @@ class Session:
                 try:
                     if self.next_transaction is not None:
                         await conn.execute(f"SET TRANSACTION {self.next_transaction}")
-                    await coordinator.start(conn, self.gtrid)
+                    if start:
+                        await coordinator.start(conn, self.gtrid)
                 except BaseException:
                     conn.pool.release(conn, False)
                     raise
@@ -749,8 +753,12 @@ class Session:
     async def _run_in_transaction(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units
         backends = list(dict.fromkeys(u.backend for u in units))
+        # A new branch whose first statement is one text query starts in the same packet.
+        piggyback = len(units) == 1 and send is send_query and backends[0] not in self.txn_conns
         try:
-            conns = {b: (await self.connection(b))[0] for b in backends}
+            conns = {b: (await self.connection(b, start=not piggyback))[0] for b in backends}
+            if piggyback:
+                send = self._start_with
             if plan.is_write:
                 self.txn_written.update(backends)
             status = self.status(more)
@@ -790,6 +798,17 @@ class Session:
             if exc.code == ER_LOCK_DEADLOCK:
                 # InnoDB rolled back this branch; MySQL ends the whole transaction, so do we.
                 await self.end_transaction(commit=False)
+            raise
+
+    async def _start_with(self, conn: BackendConnection, unit: Unit) -> None:
+        """Sender for a new branch's first statement: XA START in the same packet. If XA START
+        is refused the branch does not exist: its connection goes, as if never taken."""
+        assert self.gtrid is not None
+        try:
+            await self.runtime.coordinator.start_with(conn, self.gtrid, unit.sql)
+        except XaStartFailed:
+            del self.txn_conns[conn.backend]
+            conn.pool.release(conn, False)
             raise
 
     def _inserted(self, insert_id: int) -> None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from proxy import packets as p
 from proxy.backend import BackendConnection, BackendError, BackendPool, Backends
 from router.config import Backend, PoolSize
 from router.errors import BackendUnavailable, ProxyError
@@ -56,6 +57,8 @@ KEEP_ABORT_SECONDS = 3600
 CRASH_ENV = "SHARDPROXY_CRASH_AT"
 DELAY_ENV = "SHARDPROXY_DELAY_AT"
 FAILPOINTS = ("after_prepare", "before_decision", "after_decision")
+# Session variables that move CURRENT_TIMESTAMP away from the server's own clock.
+_CLOCK_VARIABLES = frozenset({"time_zone", "timestamp"})
 
 
 async def _failpoint(name: str) -> None:
@@ -73,6 +76,10 @@ class XaError(ProxyError):
     """A distributed transaction that could not commit; every branch was rolled back."""
 
     code, sqlstate = 1614, "XA100"  # ER_XA_RBROLLBACK
+
+
+class XaStartFailed(BackendError):
+    """XA START was refused; the statement sent in the same packet did not run."""
 
 
 class XaOutcomeUnknown(ProxyError):
@@ -116,10 +123,30 @@ def gtrid_age_seconds(gtrid: str, now: float) -> float | None:
 
 
 class DecisionLog:
-    """The COMMIT/ABORT decisions, in a table on one backend."""
+    """The COMMIT/ABORT decisions, in a table on one backend.
+
+    Coordinators' COMMIT decisions are group-committed: whatever arrives while one insert is in
+    flight goes into the next, one multi-row INSERT (one redo-log flush) for all of them; a lone
+    decision is inserted at once. Deleting decisions no branch needs any more is batched the same
+    way, off the commit's path."""
 
     def __init__(self, backend: Backend):
+        self.backend = backend
         self.pool = BackendPool(replace(backend, pool=PoolSize(0, LOG_POOL_SIZE)))
+        self._waiting: list[_Pending] = []
+        self._inserter: asyncio.Task[None] | None = None
+        self._finished: set[str] = set()
+        self._deleter: asyncio.Task[None] | None = None
+        self.stats = {"decision_inserts": 0, "decisions_grouped": 0}
+
+    def insert_sql(self, rows: Sequence[tuple[str, str, str, str]]) -> str:
+        """INSERT of (gtrid, decision, instance, backends) rows; the table is qualified by its
+        database, so it also runs on a branch connection of the log backend."""
+        values = ",".join(f"('{g}', '{d}', '{i}', '{b}')" for g, d, i, b in rows)
+        return (
+            f"INSERT INTO `{self.backend.database}`.{LOG_TABLE} "
+            f"(gtrid, decision, instance, backends) VALUES {values}"
+        )
 
     async def ensure_table(self) -> None:
         await self._execute(
@@ -142,10 +169,7 @@ class DecisionLog:
         names = ",".join(sorted(backends))
         for _ in range(3):
             try:
-                await self._execute(
-                    f"INSERT INTO {LOG_TABLE} (gtrid, decision, instance, backends) "
-                    f"VALUES ('{gtrid}', '{decision}', '{instance}', '{names}')"
-                )
+                await self._execute(self.insert_sql([(gtrid, decision, instance, names)]))
                 return decision
             except BackendError as exc:
                 if exc.code != ER_DUP_ENTRY:
@@ -156,6 +180,95 @@ class DecisionLog:
             # Purged between our insert and our read: insert again.
         raise BackendError(f"XA decision for {gtrid} keeps changing", 1105, "HY000")
 
+    async def decide_commit(
+        self, gtrid: str, instance: str, backends: Iterable[str], deadline: float
+    ) -> str:
+        """`decide(gtrid, COMMIT, ...)` in a group commit with concurrent callers.
+
+        Returns once the decision that stands is durable; raises as `decide` does, for this
+        transaction alone. A decision still waiting at `deadline` (monotonic) is not inserted:
+        BackendError, so its coordinator rolls back rather than race recovery."""
+        pending = _Pending(gtrid, instance, ",".join(sorted(backends)), deadline)
+        self._waiting.append(pending)
+        if self._inserter is None:
+            self._inserter = asyncio.create_task(self._insert_waiting())
+        return await pending.future
+
+    async def _insert_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._insert_batch(batch)
+        finally:
+            self._inserter = None
+            for pending in self._waiting:  # only when cancelled (the log is closing)
+                pending.fail(BackendUnavailable("XA decision log closed"))
+            self._waiting = []
+
+    async def _insert_batch(self, batch: list[_Pending]) -> None:
+        now = time.monotonic()
+        late = [p for p in batch if now > p.deadline]
+        for pending in late:
+            pending.fail(BackendError("XA decision came past the XA timeout", 1105, "HY000"))
+        batch = [p for p in batch if now <= p.deadline]
+        if not batch:
+            return
+        rows = [(p.gtrid, COMMIT, p.instance, p.backends) for p in batch]
+        self.stats["decision_inserts"] += 1
+        self.stats["decisions_grouped"] += len(batch)
+        try:
+            await self._execute(self.insert_sql(rows))
+        except BackendError as exc:
+            if exc.code != ER_DUP_ENTRY or len(batch) == 1:
+                for pending in batch:
+                    pending.fail(exc)
+                return
+            # Recovery decided one of them first (ABORT): the batch inserted nothing. Each
+            # decision again on its own, so only that transaction is refused.
+            await asyncio.gather(*(self._decide_alone(p) for p in batch))
+            return
+        except asyncio.CancelledError:
+            for pending in batch:
+                pending.fail(BackendUnavailable("XA decision log closed during the insert"))
+            raise
+        except Exception as exc:
+            # Lost the log: the insert may or may not have landed, for all of them.
+            error = exc if isinstance(exc, ProxyError) else BackendUnavailable(str(exc))
+            for pending in batch:
+                pending.fail(error)
+            return
+        for pending in batch:
+            pending.succeed(COMMIT)
+
+    async def _decide_alone(self, pending: _Pending) -> None:
+        try:
+            pending.succeed(
+                await self.decide(
+                    pending.gtrid, COMMIT, pending.instance, pending.backends.split(",")
+                )
+            )
+        except ProxyError as exc:
+            pending.fail(exc)
+
+    def forget_later(self, gtrid: str) -> None:
+        """Delete a decision whose branches are all committed, batched with others; rows a
+        failed delete leaves behind are removed by recovery (see `purge`)."""
+        self._finished.add(gtrid)
+        if self._deleter is None:
+            self._deleter = asyncio.create_task(self._delete_finished())
+
+    async def _delete_finished(self) -> None:
+        try:
+            while self._finished:
+                batch, self._finished = self._finished, set()
+                quoted = ",".join(f"'{g}'" for g in sorted(batch))
+                try:
+                    await self._execute(f"DELETE FROM {LOG_TABLE} WHERE gtrid IN ({quoted})")
+                except ProxyError as exc:
+                    log.info("XA decision log: %d rows left for recovery (%s)", len(batch), exc)
+        finally:
+            self._deleter = None
+
     async def lookup(self, gtrids: Sequence[str]) -> dict[str, str]:
         if not gtrids:
             return {}
@@ -164,9 +277,6 @@ class DecisionLog:
             f"SELECT gtrid, decision FROM {LOG_TABLE} WHERE gtrid IN ({quoted})"
         )
         return {str(g): str(d) for g, d in rows}
-
-    async def forget(self, gtrid: str) -> None:
-        await self._execute(f"DELETE FROM {LOG_TABLE} WHERE gtrid = '{gtrid}'")
 
     async def now(self) -> str:
         """The log server's clock, the one `decided_at` is written with."""
@@ -192,6 +302,11 @@ class DecisionLog:
         )
 
     async def close(self) -> None:
+        for task in (self._inserter, self._deleter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         await self.pool.close()
 
     async def _execute(self, sql: str) -> None:
@@ -222,6 +337,27 @@ class DecisionLog:
             ) from None
         finally:
             conn.pool.release(conn, ok or not conn.broken)
+
+
+@dataclass
+class _Pending:
+    """A COMMIT decision waiting for its group insert."""
+
+    gtrid: str
+    instance: str
+    backends: str
+    deadline: float
+    future: asyncio.Future[str] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def succeed(self, decision: str) -> None:
+        if not self.future.done():
+            self.future.set_result(decision)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
 
 
 @dataclass(frozen=True)
@@ -266,18 +402,37 @@ class Coordinator:
     async def start(self, conn: BackendConnection, gtrid: str) -> None:
         await conn.execute(f"XA START {xid_sql(gtrid, conn.backend)}")
 
+    async def start_with(self, conn: BackendConnection, gtrid: str, sql: str) -> None:
+        """Start the branch and send its first statement in one packet (a multi-statement),
+        a round trip less than `start`; reads XA START's answer, the statement's follows.
+
+        The server runs nothing after a statement that fails, so when XA START is refused the
+        statement never ran (outside the branch, or at all): XaStartFailed."""
+        xid = xid_sql(gtrid, conn.backend)
+        conn.send_command(p.COM_QUERY, f"XA START {xid}; {sql}".encode("utf-8", "surrogateescape"))
+        payload = await conn.read_packet()
+        if payload[0] == 0xFF:
+            code, sqlstate, message = p.parse_err(payload)
+            raise XaStartFailed(message, code, sqlstate)
+
     async def commit(self, gtrid: str, branches: Sequence[BackendConnection]) -> None:
         """Commit every branch or none.
 
         Raises XaError when every branch was rolled back, XaOutcomeUnknown when the outcome
         can't be known here (a lost connection during a one-phase commit, a lost decision log);
-        after XaOutcomeUnknown recovery finishes the branches one way, consistently."""
+        after XaOutcomeUnknown recovery finishes the branches one way, consistently.
+
+        When one branch is on the decision log's backend it carries the decision: the COMMIT row
+        is inserted in that branch, which then commits in one phase, so the row is durable
+        exactly when that branch is. It needs no PREPARE and the decision no insert of its own."""
         if len(branches) == 1:
             await self._commit_one_phase(gtrid, branches[0])
             return
         started = time.monotonic()
+        carrier = next((c for c in branches if self._may_carry_decision(c)), None)
+        others = [c for c in branches if c is not carrier]
         results = await asyncio.gather(
-            *(self._prepare(gtrid, c) for c in branches), return_exceptions=True
+            *(self._prepare(gtrid, c) for c in others), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
@@ -292,12 +447,24 @@ class Coordinator:
             await self._abort(gtrid, branches, record=True)
             raise XaError("Transaction rolled back: preparing it took longer than the XA timeout")
         await _failpoint("before_decision")
+        names = [c.backend for c in branches]
         try:
-            decision = await self.log.decide(
-                gtrid, COMMIT, self.instance, (c.backend for c in branches)
-            )
+            if carrier is not None:
+                xid = xid_sql(gtrid, carrier.backend)
+                row = (gtrid, COMMIT, self.instance, ",".join(sorted(names)))
+                await carrier.execute(
+                    f"{self.log.insert_sql([row])}; XA END {xid}; XA COMMIT {xid} ONE PHASE"
+                )
+                decision = COMMIT
+            else:
+                deadline = started + self.abort_after / 2
+                decision = await self.log.decide_commit(gtrid, self.instance, names, deadline)
         except BackendError as exc:
+            # Nothing recorded: the carrier's branch (with its insert) did not commit, or the
+            # log refused the insert. A duplicate key is recovery's ABORT, inserted first.
             await self._abort(gtrid, branches, record=False)
+            if exc.code == ER_DUP_ENTRY:
+                raise XaError("Transaction rolled back by recovery before it could commit") from exc
             raise XaError(f"Transaction rolled back: the decision log refused: {exc}") from exc
         except ProxyError as exc:
             # The insert may or may not have landed: leave the branches prepared for recovery,
@@ -313,21 +480,26 @@ class Coordinator:
             raise XaError("Transaction rolled back by recovery before it could commit")
         await _failpoint("after_decision")
         results = await asyncio.gather(
-            *(c.execute(f"XA COMMIT {xid_sql(gtrid, c.backend)}") for c in branches),
+            *(c.execute(f"XA COMMIT {xid_sql(gtrid, c.backend)}") for c in others),
             return_exceptions=True,
         )
         self.stats["commits"] += 1
         if any(isinstance(r, BaseException) for r in results):
             # Committed all the same: the decision is durable and recovery applies it.
-            for conn, result in zip(branches, results, strict=True):
+            for conn, result in zip(others, results, strict=True):
                 if isinstance(result, BaseException):
                     conn.broken = True
             log.warning("XA %s: commit decided, some branches left for recovery", gtrid)
             return
-        try:
-            await self.log.forget(gtrid)
-        except ProxyError:
-            log.info("XA %s: committed; its log row stays until recovery removes it", gtrid)
+        self.log.forget_later(gtrid)
+
+    def _may_carry_decision(self, conn: BackendConnection) -> bool:
+        """Whether `conn`'s branch can hold the decision row: it is on the log's backend, and
+        its session leaves `decided_at` on the log server's clock (recovery's purge compares
+        it with NOW() there), i.e. no client SET of time_zone or timestamp."""
+        return conn.backend == self.log.backend.name and not any(
+            name in _CLOCK_VARIABLES for name, _ in conn.state
+        )
 
     async def _commit_one_phase(self, gtrid: str, conn: BackendConnection) -> None:
         xid = xid_sql(gtrid, conn.backend)

@@ -9,12 +9,11 @@ branch without a decision after 3 s, so every test ends within seconds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pytest
+import xa_helpers
 from xa_helpers import (
     ABORT_AFTER,
     ACCOUNTS,
@@ -22,42 +21,26 @@ from xa_helpers import (
     Proxies,
     create_tables,
     decisions,
-    heal,
     new_db_name,
     no_failpoints,
     prepared,
     prepared_everywhere,
     row_locked,
-    start_pair,
-    stop_pair,
     table_rows,
     wait_until,
     xa_config,
 )
 
 if TYPE_CHECKING:
-    from conftest import Cluster, ProxyFactory, ProxyProcess
+    from conftest import Cluster, ProxyProcess
+
+# Fixtures: the module's two servers, and the proxies a test starts.
+pair = xa_helpers.pair
+proxies = xa_helpers.proxies
 
 # Account 1 lives in shard 1 on x0 (server 0), account 2 in shard 2 on x1 (server 1).
 X0_ACCOUNT, X1_ACCOUNT = 1, 2
 RECOVERED_WITHIN = ABORT_AFTER + 4 * RECOVERY_INTERVAL + 5
-
-
-@pytest.fixture(scope="module")
-def pair(mariadb_base_dir: Path) -> Iterator[Cluster]:
-    cluster = start_pair(mariadb_base_dir, "xacrash")
-    yield cluster
-    stop_pair(cluster)
-
-
-@pytest.fixture
-def proxies(
-    proxy_server: ProxyFactory, monkeypatch: pytest.MonkeyPatch, pair: Cluster
-) -> Iterator[Proxies]:
-    started = Proxies(proxy_server, monkeypatch)
-    yield started
-    started.stop_all()
-    heal(pair)
 
 
 def balances(pair: Cluster, db: str) -> dict[int, int]:
@@ -96,12 +79,32 @@ def assert_lost_connection(exc: pytest.ExceptionInfo[pymysql.MySQLError]) -> Non
 # --- 1. the proxy killed between PREPARE and the decision, or after it ------------------------
 
 
-@pytest.mark.parametrize("form", ["transaction", "autocommit"])
-def test_proxy_killed_after_every_prepare_rolls_every_branch_back(
-    pair: Cluster, proxies: Proxies, monkeypatch: pytest.MonkeyPatch, form: str
-) -> None:
+# x0 holds the decision log: as `x0` its branch carries the decision (it commits in one phase with
+# it, and is never prepared); as `xlog` both branches prepare and the decision is inserted alone.
+LOGS = pytest.mark.parametrize("log", ["x0", "xlog"])
+
+
+def prepared_branches(log: str) -> list[tuple[int, str]]:
+    """(server, branch) prepared between PREPARE and the end of a transfer's commit."""
+    return [(1, "x1")] if log == "x0" else [(0, "x0"), (1, "x1")]
+
+
+def wait_for_prepare(pair: Cluster, db: str, log: str) -> None:
+    """Until a commit has prepared every branch it prepares (it is held after that)."""
+    wait_until(
+        lambda: [(i, b) for i, _, b in prepared_everywhere(pair, db)] == prepared_branches(log),
+        5,
+        "the branches prepared",
+    )
+
+
+def crash_during_transfer(
+    pair: Cluster, proxies: Proxies, point: str, form: str, log: str
+) -> tuple[ProxyProcess, str, str]:
+    """Run a transfer through a proxy that kills itself at `point`; (proxy, db, gtrid), once
+    the expected branches are prepared."""
     db = new_db_name("xacrash")
-    proxy = proxies.start(xa_config(pair, db), "crash-prepare", SHARDPROXY_CRASH_AT="after_prepare")
+    proxy = proxies.start(xa_config(pair, db, log=log), f"crash-{point}", SHARDPROXY_CRASH_AT=point)
     open_accounts(proxy)
 
     conn = proxy.connect(database="bank")
@@ -110,11 +113,19 @@ def test_proxy_killed_after_every_prepare_rolls_every_branch_back(
     assert_lost_connection(excinfo)
     wait_until(lambda: not proxy.is_running(), 10, "the proxy to kill itself")
 
-    # Both branches are prepared (they survive their connections) and nothing is decided.
+    # Prepared branches survive their connections; an unprepared one died with its connection.
     branches = prepared_everywhere(pair, db)
-    assert [(server, bqual) for server, _, bqual in branches] == [(0, "x0"), (1, "x1")]
-    gtrid = branches[0][1]
-    assert branches[1][1] == gtrid
+    assert [(server, bqual) for server, _, bqual in branches] == prepared_branches(log)
+    assert len({gtrid for _, gtrid, _ in branches}) == 1
+    return proxy, db, branches[0][1]
+
+
+@LOGS
+@pytest.mark.parametrize("form", ["transaction", "autocommit"])
+def test_proxy_killed_after_every_prepare_rolls_every_branch_back(
+    pair: Cluster, proxies: Proxies, monkeypatch: pytest.MonkeyPatch, form: str, log: str
+) -> None:
+    proxy, db, gtrid = crash_during_transfer(pair, proxies, "after_prepare", form, log)
     assert decisions(pair, db) == {}
     assert balances(pair, db) == {1: 100, 2: 100}
 
@@ -130,27 +141,15 @@ def test_proxy_killed_after_every_prepare_rolls_every_branch_back(
     assert balances(pair, db) == {1: 90, 2: 110}
 
 
+@LOGS
 @pytest.mark.parametrize("form", ["transaction", "autocommit"])
 def test_proxy_killed_after_the_decision_commits_every_branch(
-    pair: Cluster, proxies: Proxies, monkeypatch: pytest.MonkeyPatch, form: str
+    pair: Cluster, proxies: Proxies, monkeypatch: pytest.MonkeyPatch, form: str, log: str
 ) -> None:
-    db = new_db_name("xacrash")
-    proxy = proxies.start(
-        xa_config(pair, db), "crash-decision", SHARDPROXY_CRASH_AT="after_decision"
-    )
-    open_accounts(proxy)
-
-    conn = proxy.connect(database="bank")
-    with pytest.raises(pymysql.err.OperationalError) as excinfo:
-        transfer(conn, form)
-    assert_lost_connection(excinfo)
-    wait_until(lambda: not proxy.is_running(), 10, "the proxy to kill itself")
-
-    branches = prepared_everywhere(pair, db)
-    assert [(server, bqual) for server, _, bqual in branches] == [(0, "x0"), (1, "x1")]
-    gtrid = branches[0][1]
+    proxy, db, gtrid = crash_during_transfer(pair, proxies, "after_decision", form, log)
     assert decisions(pair, db) == {gtrid: ("COMMIT", "A")}
-    assert balances(pair, db) == {1: 100, 2: 100}  # prepared, not committed yet
+    # x1's branch is prepared, not committed yet; x0's committed with the decision it carried.
+    assert balances(pair, db) == {1: 90 if log == "x0" else 100, 2: 100}
 
     with no_failpoints(monkeypatch):
         proxy.start()
@@ -255,18 +254,19 @@ def begin_transfer(proxy: ProxyProcess) -> Any:
     return conn
 
 
+@LOGS
 def test_log_backend_killed_between_prepare_and_decision_rolls_everything_back(
-    pair: Cluster, proxies: Proxies
+    pair: Cluster, proxies: Proxies, log: str
 ) -> None:
     """x0 holds the decision log: the COMMIT decision can't be written, so nothing commits."""
     db = new_db_name("xacrash")
-    config = xa_config(pair, db, abort_after=6)
+    config = xa_config(pair, db, abort_after=6, log=log)
     proxy = proxies.start(config, "kill-log", SHARDPROXY_DELAY_AT="after_prepare:2")
     open_accounts(proxy)
 
     conn = begin_transfer(proxy)
     thread, outcome = commit_in_thread(conn)
-    wait_until(lambda: len(prepared_everywhere(pair, db)) == 2, 5, "both branches prepared")
+    wait_for_prepare(pair, db, log)
     pair.instances[0].kill()
     thread.join(30)
 
@@ -275,7 +275,8 @@ def test_log_backend_killed_between_prepare_and_decision_rolls_everything_back(
     assert error.args[0] == 2013, error
     assert "may or may not have committed" in error.args[1]
     pair.instances[0].start()
-    # The x0 branch survived the crash prepared; with no decision, recovery rolls both back.
+    # x0's branch survived the crash prepared, or (carrying the decision) died unprepared with
+    # it; with no decision, recovery rolls back what is prepared.
     wait_until(
         lambda: not prepared_everywhere(pair, db), 6 + 4 * RECOVERY_INTERVAL + 10, "rollback"
     )
@@ -284,19 +285,20 @@ def test_log_backend_killed_between_prepare_and_decision_rolls_everything_back(
     conn.close()
 
 
+@LOGS
 def test_backend_killed_after_the_decision_still_commits_there(
-    pair: Cluster, proxies: Proxies
+    pair: Cluster, proxies: Proxies, log: str
 ) -> None:
     """x1 dies after preparing; the decision (on x0) is durable, so the client is told OK and
     x1's branch commits when it comes back."""
     db = new_db_name("xacrash")
-    config = xa_config(pair, db, abort_after=6)
+    config = xa_config(pair, db, abort_after=6, log=log)
     proxy = proxies.start(config, "kill-after-decision", SHARDPROXY_DELAY_AT="after_prepare:1")
     open_accounts(proxy)
 
     conn = begin_transfer(proxy)
     thread, outcome = commit_in_thread(conn)
-    wait_until(lambda: len(prepared_everywhere(pair, db)) == 2, 5, "both branches prepared")
+    wait_for_prepare(pair, db, log)
     pair.instances[1].kill()
     thread.join(30)
 

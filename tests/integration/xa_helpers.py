@@ -30,6 +30,9 @@ RECOVERY_INTERVAL = 1
 
 # Two backends, one per server; accounts and transfers over 4 shards (`mod`: key K in shard K % 4;
 # shards 0, 1 on x0, shards 2, 3 on x1). Ports and databases are filled in by `xa_config`.
+# `xlog` is x0's database under another name: as log_backend it holds the same decision log, but
+# no branch is on it, so decisions take their own (group-committed) insert; with x0 as
+# log_backend, x0's branch carries the decision and commits in one phase (proxy/xa.py).
 CONFIG = """\
 listen: {{host: 127.0.0.1, port: 3307}}
 users:
@@ -38,6 +41,7 @@ users:
 backends:
   x0: {{host: 127.0.0.1, port: 1, user: root, password: "", database: {db}_0, pool: {{min: 0, max: 64}}}}
   x1: {{host: 127.0.0.1, port: 2, user: root, password: "", database: {db}_1, pool: {{min: 0, max: 64}}}}
+  xlog: {{host: 127.0.0.1, port: 1, user: root, password: "", database: {db}_0, pool: {{min: 0, max: 4}}}}
 databases:
   bank:
     default_backend: x0
@@ -48,7 +52,7 @@ databases:
       notes:     {{shard_key: account_id, algorithm: mod, backends: [x0, x1], tables_per_backend: 2, generated_key: {{column: id}}}}
     binding: [[accounts, transfers]]
 transactions:
-  log_backend: x0
+  log_backend: {log}
   abort_after: {abort_after}
   recovery_interval: {recovery_interval}
   instance_id: {instance_id}
@@ -87,6 +91,25 @@ def stop_pair(cluster: Cluster) -> None:
             instance.stop()
 
 
+@pytest.fixture(scope="module")
+def pair(mariadb_base_dir: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The test module's own two servers (import this fixture into the module)."""
+    cluster = start_pair(mariadb_base_dir, request.module.__name__.replace("_", ""))
+    yield cluster
+    stop_pair(cluster)
+
+
+@pytest.fixture
+def proxies(
+    proxy_server: ProxyFactory, monkeypatch: pytest.MonkeyPatch, pair: Cluster
+) -> Iterator[Proxies]:
+    """Proxies started by one test, killed after it; servers it killed are started again."""
+    started = Proxies(proxy_server, monkeypatch)
+    yield started
+    started.stop_all()
+    heal(pair)
+
+
 def heal(cluster: Cluster) -> None:
     """Start any server of the pair a test left killed."""
     for instance in cluster.instances:
@@ -101,10 +124,13 @@ def xa_config(
     abort_after: int = ABORT_AFTER,
     recovery_interval: int = RECOVERY_INTERVAL,
     worker_id: int | None = None,
+    log: str = "xlog",
 ) -> str:
-    """A proxy config for the `bank` database on the pair, its physical databases `db`_0/_1."""
+    """A proxy config for the `bank` database on the pair, its physical databases `db`_0/_1;
+    `log` is its log_backend (see CONFIG)."""
     text = CONFIG.format(
         db=db,
+        log=log,
         instance_id=instance_id,
         abort_after=abort_after,
         recovery_interval=recovery_interval,
