@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from proxy import packets as p
 from proxy.backend import BackendConnection, BackendError, OkResult
 from proxy.channel import ClientChannel
+from proxy.diagnostics import Condition, fetch_conditions
 from proxy.names import NameMap
 from router.errors import BackendUnavailable, NotSupported, ProxyError
 from router.plan import Unit
@@ -68,6 +69,7 @@ class Outcome:
     last_insert_id: int = 0
     warnings: int = 0
     is_result_set: bool = False
+    rows: int = 0  # rows sent, for FOUND_ROWS()
 
 
 class ResultReader:
@@ -83,6 +85,7 @@ class ResultReader:
         self.column_eof: bytes = b""
         self.final_warnings = 0
         self.final_status = 0
+        self.rows = 0  # rows relayed
         self.done = False
         self.sent = False  # whether its command went out (else there is nothing to drain)
 
@@ -116,6 +119,7 @@ class ResultReader:
         """Relay row frames to the client until the terminating EOF or ERR (not sent)."""
         conn = self.conn
         continuation = False
+        rows = 0
         while True:
             frame = await conn.read_frame()
             length = len(frame) - 4
@@ -124,11 +128,13 @@ class ResultReader:
                 if kind == 0xFE and length < 9:
                     self.final_warnings, self.final_status = p.eof_status(frame[4:])
                     self.done = True
+                    self.rows = rows
                     return
                 if kind == 0xFF:
                     self.error = self._error(frame[4:])
                     self.done = True
                     return
+                rows += 1
             channel.send_frame(frame)
             continuation = length == p.MAX_PAYLOAD
             await channel.flush()
@@ -191,7 +197,7 @@ async def relay_single(
         channel.send_error(reader.error.code, reader.error.sqlstate, reader.error.message)
         return Outcome(is_result_set=True)
     channel.send(p.eof_packet(status, reader.final_warnings))
-    return Outcome(warnings=reader.final_warnings, is_result_set=True)
+    return Outcome(warnings=reader.final_warnings, is_result_set=True, rows=reader.rows)
 
 
 async def concat_reads(
@@ -222,12 +228,12 @@ async def concat_reads(
             total = sum(r.ok.affected_rows for r in readers if r.ok)
             ok = OkResult(total, 0, status, sum(r.ok.warnings for r in readers if r.ok))
             send_ok(channel, ok, status)
-            return Outcome(affected_rows=total)
+            return Outcome(affected_rows=total, warnings=ok.warnings)
         channel.send(first.head[4:])
         for column in first.columns:
             channel.send(column)
         channel.send(p.with_eof_status(first.column_eof, status))
-        warnings = 0
+        warnings = rows = 0
         for reader in readers:
             if reader.ok is not None:
                 continue
@@ -236,8 +242,9 @@ async def concat_reads(
                 channel.send_error(reader.error.code, reader.error.sqlstate, reader.error.message)
                 return Outcome(is_result_set=True)
             warnings += reader.final_warnings
+            rows += reader.rows
         channel.send(p.eof_packet(status, warnings))
-        return Outcome(warnings=warnings, is_result_set=True)
+        return Outcome(warnings=warnings, is_result_set=True, rows=rows)
     finally:
         await _drain_all(readers)
 
@@ -252,15 +259,20 @@ async def _drain_all(readers: Sequence[ResultReader]) -> None:
 
 
 async def run_writes(
-    conns: Sequence[BackendConnection], groups: Sequence[Sequence[Unit]]
+    conns: Sequence[BackendConnection],
+    groups: Sequence[Sequence[Unit]],
+    conditions: list[Condition] | None = None,
 ) -> OkResult:
     """Run write units grouped by connection and sum their OK packets.
 
     Each connection runs its group one unit after another; connections run in parallel. The
-    caller owns the transaction around them and rolls back on any error raised here.
+    caller owns the transaction around them and rolls back on any error raised here. The
+    warnings of units that report some are added to `conditions` (read before the connection
+    runs its next unit, which would replace them).
     """
     results = await asyncio.gather(
-        *(_run_group(c, g) for c, g in zip(conns, groups, strict=True)), return_exceptions=True
+        *(_run_group(c, g, conditions) for c, g in zip(conns, groups, strict=True)),
+        return_exceptions=True,
     )
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
@@ -278,10 +290,14 @@ async def run_writes(
     )
 
 
-async def _run_group(conn: BackendConnection, units: Sequence[Unit]) -> OkResult:
+async def _run_group(
+    conn: BackendConnection, units: Sequence[Unit], conditions: list[Condition] | None
+) -> OkResult:
     affected = warnings = insert_id = 0
     for unit in units:
         ok = await conn.execute(unit.sql)
+        if ok.warnings and conditions is not None:
+            conditions += await fetch_conditions(conn)
         affected += ok.affected_rows
         warnings += ok.warnings
         insert_id = insert_id or ok.last_insert_id

@@ -507,6 +507,7 @@ async def merge_reads(
         streams.append(_UnitStream(conn, unit, names, lane, send, budget))
     binary = send is not send_query
     header_sent = False
+    sent = 0  # rows, for FOUND_ROWS()
     try:
         # The first unit of every connection starts now, in parallel: an error on any shard
         # becomes a clean ERR before anything is sent.
@@ -528,7 +529,8 @@ async def merge_reads(
         visible_infos = infos[:visible]
 
         def emit(rows: list[tuple[object, ...]]) -> None:
-            nonlocal header_sent
+            nonlocal header_sent, sent
+            sent += len(rows)
             if not header_sent:
                 channel.send(p.lenenc_int(visible))
                 for column in head.columns[:visible]:
@@ -551,7 +553,7 @@ async def merge_reads(
             emit(merger.finish())
         warnings = sum(s.warnings for s in streams)
         channel.send(p.eof_packet(status, warnings))
-        return Outcome(warnings=warnings, is_result_set=True)
+        return Outcome(warnings=warnings, is_result_set=True, rows=sent)
     except ProxyError as error:
         if not header_sent:
             raise

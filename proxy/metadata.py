@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from proxy import packets as p
 from proxy.backend import BackendConnection, BackendError
 from proxy.names import NameMap
+from router.analyze import Session as RouterSession
+from router.analyze import lookup_table
 from router.config import Config, TableKind
 from router.errors import DbAccessDenied, ProxyError
 from router.metadata import CATALOG_PREFIX
@@ -342,6 +344,41 @@ def send_result(session: Session, result: Result, more: bool, binary: bool) -> N
     for row in result.rows:
         channel.send(binary_row(result.columns, row) if binary else p.text_row(row))
     channel.send(p.eof_packet(status, result.warnings))
+    session.found_rows = len(result.rows)
+
+
+async def field_list(session: Session, body: bytes) -> None:
+    """COM_FIELD_LIST (`table NUL wildcard`), sent by the mariadb CLI's name completion and old
+    drivers: the column definitions of the logical table's first data node, names logical."""
+    name, _, wildcard = body.partition(b"\0")
+    table = lookup_table(
+        RouterSession(session.runtime.config, session.database),
+        None,
+        name.decode("utf-8", "surrogateescape"),
+    )
+    node = table.nodes[0]
+    names = session.runtime.names
+    conn, pooled = await session.connection(node.backend)
+    clean = False
+    columns = []
+    try:
+        conn.send_command(p.COM_FIELD_LIST, node.table.encode("utf-8") + b"\0" + wildcard)
+        while True:
+            payload = await conn.read_packet()
+            if payload[:1] == b"\xff":
+                clean = True
+                code, sqlstate, message = p.parse_err(payload)
+                raise BackendError(names.message(message), code, sqlstate)
+            if payload[:1] == b"\xfe" and len(payload) < 9:
+                clean = True
+                break
+            columns.append(names.column_definition(payload))
+    finally:
+        if pooled:
+            conn.pool.release(conn, clean and not conn.broken)
+    for column in columns:
+        session.channel.send(column)
+    session.channel.send(p.eof_packet(session.status()))
 
 
 # --- the proxy's own answers -------------------------------------------------------------------

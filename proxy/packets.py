@@ -79,10 +79,12 @@ COM_SET_OPTION = 0x1B
 COM_RESET_CONNECTION = 0x1F
 
 # Column types used by result sets the proxy builds itself.
+TYPE_LONG = 0x03
 TYPE_LONGLONG = 0x08
 TYPE_VAR_STRING = 0xFD
 
 UTF8MB4_GENERAL_CI = 45
+BINARY_COLLATION = 63
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")

@@ -438,6 +438,17 @@ ADMIN_PLANS = (AdminShow, ExplainShards, ReloadConfig)
 
 
 @dataclass(frozen=True)
+class DiagnosticsPlan:
+    """SHOW WARNINGS / SHOW ERRORS [LIMIT] / SHOW COUNT(*) WARNINGS|ERRORS: the session's own
+    record of its last statement's conditions (a backend connection has another session's)."""
+
+    errors: bool  # SHOW ERRORS: only conditions of level Error
+    count: bool  # SHOW COUNT(*) ...: the number, as @@session.warning_count / error_count
+    offset: int = 0
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
 class KillPlan:
     """KILL [QUERY] id: stop another session's statement, or the session itself."""
 
@@ -458,6 +469,7 @@ Plan = (
     | ExplainShards
     | ReloadConfig
     | KillPlan
+    | DiagnosticsPlan
 )
 
 METADATA_PLANS = (MetadataPlan, ProxyShow, TableLocks)

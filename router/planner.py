@@ -20,7 +20,7 @@ from router.cache import LruCache
 from router.config import Config
 from router.ddl import plan_ddl
 from router.dml import needs_literals, plan_dml
-from router.errors import NotSupported, ParseError, ProxyError
+from router.errors import ColumnListNeeded, NotSupported, ParseError, ProxyError
 from router.literals import render_param
 from router.metadata import plan_table_locks
 from router.normalize import Normalized, normalize, split_statements
@@ -154,7 +154,10 @@ class Router:
         planned = route is None
         if route is None:
             self.misses += 1
-            route = self._plan_shape(normalized, bindings, Session(self.config, database))
+            try:
+                route = self._plan_shape(normalized, bindings, Session(self.config, database))
+            except ColumnListNeeded as need:
+                raise _in_client_form(need, normalized) from None
             if len(sql) <= MAX_CACHED_TEXT:
                 self._shapes.put(key, route)
         if not isinstance(route, _ExactOnly):
@@ -171,7 +174,10 @@ class Router:
                 self.hits += 1
                 return cached
             self.misses += 1
-        plan = self._plan_text(text, slots, bindings, Session(self.config, database))
+        try:
+            plan = self._plan_text(text, slots, bindings, Session(self.config, database))
+        except ColumnListNeeded as need:
+            raise _in_client_form(need, normalized) from None
         # Generated keys are used up; long texts are not worth their memory.
         if not _uses_generated_keys(plan) and len(exact_key[1]) <= MAX_CACHED_TEXT:
             self._exact.put(exact_key, plan)
@@ -320,6 +326,15 @@ def _bind(
             param += 1
         texts.append(literal)
     return Bindings(tuple(texts), values)
+
+
+def _in_client_form(need: ColumnListNeeded, normalized: Normalized) -> ColumnListNeeded:
+    """`need` with the text the client sent (`?` where its parameters go), not the text planned
+    with stand-ins or values: the proxy adds the column list there and plans that again. The
+    table name comes before every slot, so `need.position` is the same in both."""
+    texts = tuple("?" if text is None else text for text in normalized.literals)
+    need.text = _splice(normalized.fragments, texts)[0]
+    return need
 
 
 def _stand_ins(normalized: Normalized, bindings: Bindings) -> tuple[str, ...]:

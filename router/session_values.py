@@ -1,5 +1,6 @@
 """USER(), CURRENT_USER(), SESSION_USER(), SYSTEM_USER(), CONNECTION_ID(), LAST_INSERT_ID()
-(and @@identity), ROW_COUNT() of the client's session, not of the proxy's backend connection.
+(and @@identity), ROW_COUNT(), FOUND_ROWS(), @@warning_count and @@error_count of the client's
+session, not of the proxy's backend connection.
 
 The router replaces each call with a marker (valid SQL on its own) and keeps the client's
 column label; plans stay independent of the session, so they are cached as usual. Just before
@@ -22,6 +23,9 @@ CONNECTION_ID = "/*shardproxy:connection_id*/NULL"
 # keeps it per connection; LAST_INSERT_ID(expr) is left to the backend.
 LAST_INSERT_ID = "/*shardproxy:last_insert_id*/NULL"
 ROW_COUNT = "/*shardproxy:row_count*/NULL"
+FOUND_ROWS = "/*shardproxy:found_rows*/NULL"
+WARNING_COUNT = "/*shardproxy:warning_count*/NULL"
+ERROR_COUNT = "/*shardproxy:error_count*/NULL"
 PREFIX = "/*shardproxy:"
 
 _FUNCTIONS = MappingProxyType(
@@ -33,6 +37,7 @@ _FUNCTIONS = MappingProxyType(
         "CONNECTION_ID": CONNECTION_ID,
         "LAST_INSERT_ID": LAST_INSERT_ID,
         "ROW_COUNT": ROW_COUNT,
+        "FOUND_ROWS": FOUND_ROWS,
     }
 )
 _EMPTY_CALL = re.compile(r"\s*\(\s*\)")
@@ -63,17 +68,15 @@ def session_call_edits(tree: exp.Expression, text: str) -> list[tuple[int, int, 
         if paren is None:
             continue
         edits.append(_edit(text, start, paren.end(), marker, _is_select_item(node)))
-    if any(
-        str(node.this).lower() in _IDENTITY_VARIABLES
-        for node in tree.find_all(exp.SessionParameter)
-    ):
+    if any(str(node.this).lower() in _VARIABLES for node in tree.find_all(exp.SessionParameter)):
         # @@identity and @@last_insert_id are LAST_INSERT_ID(); sqlglot keeps no positions.
         label = all(_is_select_item(node) for node in tree.find_all(exp.SessionParameter))
-        for match in _IDENTITY_TEXT.finditer(text):
+        for match in _VARIABLE_TEXT.finditer(text):
             if match.group()[:1] in "`'\"/-#":
                 continue
             start, end = match.span()
-            edits.append(_edit(text, start, end, LAST_INSERT_ID, label))
+            marker = _VARIABLES[match["name"].lower()]
+            edits.append(_edit(text, start, end, marker, label))
     current_users = list(tree.find_all(exp.CurrentUser))
     if current_users:
         # Positions are the text's; label them only when every one is a select-list item.
@@ -87,10 +90,17 @@ def session_call_edits(tree: exp.Expression, text: str) -> list[tuple[int, int, 
     return edits
 
 
-_IDENTITY_VARIABLES = frozenset({"identity", "last_insert_id"})
-_IDENTITY_TEXT = re.compile(
+_VARIABLES = MappingProxyType(
+    {
+        "identity": LAST_INSERT_ID,
+        "last_insert_id": LAST_INSERT_ID,
+        "warning_count": WARNING_COUNT,
+        "error_count": ERROR_COUNT,
+    }
+)
+_VARIABLE_TEXT = re.compile(
     r"""`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|/\*.*?\*/|--[^\n]*|\#[^\n]*"""
-    r"""|@@(?:session\.)?(?:identity|last_insert_id)(?![\w$])""",
+    r"""|@@(?:session\.)?(?P<name>identity|last_insert_id|warning_count|error_count)(?![\w$])""",
     re.I | re.S,
 )
 
@@ -112,6 +122,9 @@ def fill(
     connection_id: int,
     last_insert_id: int = 0,
     row_count: int = -1,
+    found_rows: int = 0,
+    warning_count: int = 0,
+    error_count: int = 0,
 ) -> str:
     """`sql` with the session's values in place of the markers."""
     return (
@@ -120,4 +133,7 @@ def fill(
         .replace(CONNECTION_ID, str(connection_id))
         .replace(LAST_INSERT_ID, str(last_insert_id))
         .replace(ROW_COUNT, str(row_count))
+        .replace(FOUND_ROWS, str(found_rows))
+        .replace(WARNING_COUNT, str(warning_count))
+        .replace(ERROR_COUNT, str(error_count))
     )

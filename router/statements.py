@@ -19,6 +19,7 @@ from router.literals import literal_value
 from router.metadata import plan_metadata_show
 from router.parse import syntax_error
 from router.plan import (
+    DiagnosticsPlan,
     Plan,
     QueryPlan,
     Route,
@@ -71,10 +72,15 @@ _SHOW_CREATE_TABLE = re.compile(rf"SHOW\s+CREATE\s+TABLE\s+{QUALIFIED_NAME}\s*",
 # SHOW statements about the server, not about logical tables: the default backend answers.
 _SHOW_PASSTHROUGH = re.compile(
     r"SHOW\s+(?:(?:GLOBAL|SESSION|LOCAL)\s+)?(?:VARIABLES|STATUS)\b"
-    r"|SHOW\s+(?:WARNINGS|ERRORS|ENGINES|COLLATION|CHARACTER\s+SET|CHARSET|PLUGINS|PRIVILEGES)\b"
-    r"|SHOW\s+STORAGE\s+ENGINES\b|SHOW\s+(?:FULL\s+)?PROCESSLIST\b"
-    r"|SHOW\s+COUNT\s*\(\s*\*\s*\)\s+(?:WARNINGS|ERRORS)\b",
+    r"|SHOW\s+(?:ENGINES|COLLATION|CHARACTER\s+SET|CHARSET|PLUGINS|PRIVILEGES)\b"
+    r"|SHOW\s+STORAGE\s+ENGINES\b|SHOW\s+(?:FULL\s+)?PROCESSLIST\b",
     re.I,
+)
+# The session's diagnostics, kept by the proxy (a pooled backend connection has others').
+_SHOW_DIAGNOSTICS = re.compile(
+    r"SHOW\s+(?P<count>COUNT\s*\(\s*\*\s*\)\s+)?(?P<what>WARNINGS|ERRORS)"
+    r"(?:\s+LIMIT\s+(?P<first>\d+)(?:\s*,\s*(?P<second>\d+))?)?\s*",
+    _FLAGS,
 )
 # Words after EXPLAIN / DESCRIBE that start a statement (or EXPLAIN options), not a table name.
 _EXPLAIN_WORDS = frozenset(
@@ -193,6 +199,9 @@ def plan_show(text: str, session: Session) -> Plan:
     if match is not None:
         qualifier, name = qualified_name(match)
         return _on_first_node(session, qualifier, name, "SHOW CREATE TABLE ", "", text)
+    match = _SHOW_DIAGNOSTICS.fullmatch(text)
+    if match is not None:
+        return _diagnostics(match)
     if _SHOW_PASSTHROUGH.match(text):
         return QueryPlan((Unit(session.default_backend(), text),), Route.UNSHARDED)
     raise NotSupported(" ".join(text.split()[:3]).upper())
@@ -205,6 +214,20 @@ def plan_describe(text: str, session: Session) -> Plan | None:
         return None
     qualifier, name = qualified_name(match)
     return _on_first_node(session, qualifier, name, "DESCRIBE ", match["rest"], text)
+
+
+def _diagnostics(match: re.Match[str]) -> DiagnosticsPlan:
+    """SHOW [COUNT(*)] WARNINGS|ERRORS [LIMIT [offset,] row_count]."""
+    errors = match["what"].upper() == "ERRORS"
+    if match["count"] is not None:
+        if match["first"] is not None:
+            raise syntax_error(match.string, match.start("first"))
+        return DiagnosticsPlan(errors, count=True)
+    if match["first"] is None:
+        return DiagnosticsPlan(errors, count=False)
+    if match["second"] is None:
+        return DiagnosticsPlan(errors, count=False, limit=int(match["first"]))
+    return DiagnosticsPlan(errors, False, int(match["first"]), int(match["second"]))
 
 
 def _on_first_node(

@@ -624,12 +624,6 @@ def test_row_count_and_last_insert_id_follow_the_session(
     assert answers(matrix_proxy.connect(database="matrix")) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: COM_STMT_EXECUTE of INSERT INTO sharded VALUES (?, ...) gets 1235; the "
-    "text path fills in the column list (catalog.with_column_list), the prepared path does "
-    "not, and ColumnListNeeded.text carries the parameters as 0s",
-)
 def test_prepared_insert_without_a_column_list(matrix_proxy: ProxyProcess) -> None:
     import mysql.connector
 

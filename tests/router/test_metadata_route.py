@@ -143,6 +143,27 @@ def test_insert_without_columns_into_a_sharded_table_asks_for_them(router):
     assert need.text[: need.position] == "INSERT INTO `orders`"
 
 
+def test_prepared_insert_without_columns_asks_with_the_clients_text(router):
+    """The proxy adds the column list to the prepared text, `?`s kept, not the stand-ins."""
+    with pytest.raises(ColumnListNeeded) as raised:
+        router.plan("INSERT INTO orders VALUES (?, 0, ?, 'x', ?)", "shop", [7, 8, 9])
+    need = raised.value
+    assert need.text == "INSERT INTO orders VALUES (?, 0, ?, 'x', ?)"
+    assert need.text[: need.position] == "INSERT INTO orders"
+
+
+def test_diagnostics_and_found_rows_are_the_sessions(router):
+    plan = router.plan("SELECT FOUND_ROWS(), @@warning_count, @@session.error_count", "shop")
+    assert isinstance(plan, QueryPlan)
+    sql = plan.units[0].sql
+    assert fill(sql, "app", "h", 1, found_rows=12, warning_count=3, error_count=1) == (
+        "SELECT 12 AS `FOUND_ROWS()`, 3 AS `@@warning_count`, 1 AS `@@session.error_count`"
+    )
+    plan = router.plan("SELECT @@error_count AS e, '@@error_count'", "shop")
+    assert isinstance(plan, QueryPlan)
+    assert fill(plan.units[0].sql, "app", "h", 1, error_count=2) == "SELECT 2 AS e, '@@error_count'"
+
+
 def test_session_calls_become_markers_with_the_clients_labels(router):
     plan = router.plan("SELECT USER(), current_user, CONNECTION_ID() AS id", "shop")
     assert isinstance(plan, QueryPlan)

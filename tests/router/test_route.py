@@ -13,6 +13,7 @@ from router.errors import ProxyError
 from router.plan import (
     AdminShow,
     AdminWhat,
+    DiagnosticsPlan,
     ExplainShards,
     KillPlan,
     MetadataPlan,
@@ -743,10 +744,19 @@ def test_show_databases_and_tables(router: Router) -> None:
     assert isinstance(where, MetadataPlan) and where.fallback is None
 
 
+def test_show_warnings_and_errors_are_the_sessions(router: Router) -> None:
+    """A pooled backend connection holds another session's diagnostics: the proxy answers."""
+    assert router.plan("SHOW WARNINGS", "shop") == DiagnosticsPlan(errors=False, count=False)
+    assert router.plan("show errors limit 2", None) == DiagnosticsPlan(True, False, limit=2)
+    assert router.plan("SHOW WARNINGS LIMIT 1, 3", "shop") == DiagnosticsPlan(False, False, 1, 3)
+    assert router.plan("SHOW COUNT(*) WARNINGS", "shop") == DiagnosticsPlan(False, count=True)
+    assert router.plan("show count( * ) errors", "shop") == DiagnosticsPlan(True, count=True)
+    assert refused(router, "SHOW COUNT(*) WARNINGS LIMIT 1").code == 1064
+
+
 def test_show_about_the_server_passes_through(router: Router) -> None:
     for sql in (
         "SHOW VARIABLES LIKE 'max%'",
-        "SHOW WARNINGS",
         "SHOW SESSION STATUS",
         "SHOW ENGINES",
         "SHOW COLLATION",
