@@ -664,7 +664,8 @@ async def merge_reads(
                     emit(out)
             except _VALUE_ERRORS as error:
                 raise _unsupported(error) from error
-            await channel.flush()
+            if out:
+                await channel.flush()
         try:
             out = merger.finish()
         except _VALUE_ERRORS as error:

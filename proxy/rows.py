@@ -41,6 +41,12 @@ def text_cells(payload: bytes, count: int) -> list[tuple[int, int]]:
     cells = []
     pos = 0
     for _ in range(count):
+        first = payload[pos]
+        if first < 0xFB:  # the usual one-byte length, read inline: this runs for every row
+            start = pos + 1
+            pos = start + first
+            cells.append((start, pos))
+            continue
         length, start = _lenenc(payload, pos)
         if length < 0:
             cells.append((-1, start))
@@ -70,7 +76,7 @@ def binary_cells(payload: bytes, types: Sequence[int], count: int) -> list[tuple
         size = _FIXED.get(kind)
         if size is not None:
             end = pos + size
-        elif kind in _SIZED:
+        elif kind in _SIZED or payload[pos] < 0xFB:  # a one-byte size or length first
             end = pos + 1 + payload[pos]
         else:
             length, start = _lenenc(payload, pos)

@@ -210,7 +210,10 @@ def sort_key(keys: Sequence[SortKey], columns: Sequence[ColumnInfo]) -> Callable
 def group_key(keys: Sequence[Key], columns: Sequence[ColumnInfo]) -> Callable[[Row], tuple]:
     """A hashable key equal for rows MySQL puts in one group (or calls DISTINCT-equal)."""
     getters = [_key_getter(k, columns) for k in keys]
-    return lambda row: tuple(get(row) for get in getters)
+    if len(getters) == 1:
+        (get,) = getters
+        return lambda row: (get(row),)
+    return lambda row: tuple([get(row) for get in getters])
 
 
 # --- expressions ----------------------------------------------------------------------------
