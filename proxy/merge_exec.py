@@ -4,7 +4,9 @@ Units run in parallel, each on its own connection; units that share a connection
 transaction, where each backend has one pinned connection) run in turn, and a unit whose rows
 are still needed when the next one must start is read ahead into memory. Rows are read lazily,
 one packet at a time, decoded only where the merge looks at them (sort and group keys,
-aggregates), fed to router.merge, and the merged rows are encoded for the client.
+aggregates) and fed to router.merge. A merge that only picks and orders rows (merge sort,
+DISTINCT, LIMIT) sends each chosen row as the shard's own bytes, cut to the client's columns
+(proxy.rows); one that computes values (aggregates) encodes its rows for the client.
 
 The column definitions the client sees are the units' own (first unit) for its visible
 columns: MySQL computed them for exactly these expressions (SUM of an INT is a DECIMAL, COUNT a
@@ -14,12 +16,15 @@ BIGINT, AVG's scale...), and the values the proxy computes are formatted to matc
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
+import functools
+import operator
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from proxy import packets as p
+from proxy import rows
 from proxy.backend import BackendConnection
 from proxy.channel import ClientChannel
 from proxy.executor import Outcome, ResultReader, Sender, send_query
@@ -42,6 +47,7 @@ from router.plan import (
     Project,
     QueryPlan,
     Sort,
+    SortKey,
     Unit,
 )
 from router.values import UnsignedInt, format_decimal, format_double
@@ -90,8 +96,8 @@ def column_info(payload: bytes) -> ColumnInfo:
         length, pos = p.read_lenenc_int(payload, pos)
         pos += length or 0
     pos += 1  # length of the fixed fields (0x0c)
-    collation, _length, kind, flags, decimals = struct.unpack_from("<HIBHB", payload, pos)
-    return ColumnInfo(kind, collation, flags, decimals)
+    collation, length, kind, flags, decimals = struct.unpack_from("<HIBHB", payload, pos)
+    return ColumnInfo(kind, collation, flags, decimals, length)
 
 
 # --- text protocol --------------------------------------------------------------------------
@@ -489,6 +495,103 @@ def _hidden(plan: Merge) -> int:
     return plan.hidden if isinstance(plan, Project) else 0
 
 
+def _picks_rows(plan: Merge) -> bool:
+    """Whether the merge only picks and orders the units' rows, never computing a value: its
+    rows can go to the client as the shards' own bytes."""
+    node: Merge = plan
+    while not isinstance(node, Concat | MergeSort):
+        if isinstance(node, Aggregate | Filter):
+            return False
+        node = node.source
+    return True
+
+
+def _from_start(plan: Merge, width: int) -> Merge:
+    """A row-picking plan with its column numbers counted from the row's start (a `SELECT *`
+    plan counts its hidden columns from the end, where _KeyRows puts the client's bytes)."""
+
+    def column(index: int | None) -> int | None:
+        return index + width if index is not None and index < 0 else index
+
+    def key(k: Key) -> Key:
+        return Key(column(k.column), column(k.weight), column(k.collation))  # type: ignore[arg-type]
+
+    if isinstance(plan, Concat):
+        return plan
+    if isinstance(plan, MergeSort):
+        return MergeSort(tuple(SortKey(key(k.key), k.desc) for k in plan.keys))
+    source = _from_start(plan.source, width)  # type: ignore[union-attr]
+    if isinstance(plan, Sort):
+        return Sort(source, tuple(SortKey(key(k.key), k.desc) for k in plan.keys))
+    if isinstance(plan, Distinct):
+        return Distinct(source, tuple(key(k) for k in plan.keys))
+    return dataclasses.replace(plan, source=source)  # type: ignore[type-var]
+
+
+class _KeyRows:
+    """Shard rows for a merge that picks rows: the key columns decoded, the rest kept as bytes.
+
+    A row handed to the merge is a tuple of the shard's width plus one: the values of the
+    columns the merge looks at (None elsewhere, never read), then the row's bytes for the
+    client, already cut to the visible columns."""
+
+    def __init__(
+        self, infos: Sequence[ColumnInfo], needed: Sequence[bool], visible: int, binary: bool
+    ):
+        self.width = len(infos)
+        self.visible = visible
+        self.binary = binary
+        self.types = [info.type for info in infos]
+        self.keys = [(i, _key_decoder(infos[i], binary)) for i in range(self.width) if needed[i]]
+        # Cells to locate: every key cell, and the last visible one when the row is cut.
+        cut = visible if visible < self.width else 0
+        self.count = max([i + 1 for i, _ in self.keys] + [cut])
+        self.empty: list[object] = [None] * self.width
+
+    def row(self, payload: bytes) -> tuple[object, ...]:
+        if not self.count:
+            return (*self.empty, payload)
+        if self.binary:
+            cells = rows.binary_cells(payload, self.types, self.count)
+        else:
+            cells = rows.text_cells(payload, self.count)
+        values = self.empty.copy()
+        for index, decode in self.keys:
+            start, end = cells[index]
+            if start >= 0:
+                values[index] = (
+                    payload[start:end] if decode is None else decode(payload, start, end)
+                )
+        visible = self.visible
+        if visible == self.width:
+            values.append(payload)
+        elif self.binary:
+            values.append(rows.cut_binary_row(payload, self.width, cells, visible))
+        else:
+            values.append(rows.cut_text_row(payload, cells, visible))
+        return tuple(values)
+
+
+_CellDecoder = Callable[[bytes, int, int], object]
+
+
+def _key_decoder(info: ColumnInfo, binary: bool) -> _CellDecoder | None:
+    """How a key cell becomes the value the merge compares: None for its bytes as they are
+    (text-protocol strings and temporal values, which compare in time order)."""
+    if binary:
+        if info.is_string:
+
+            def string(payload: bytes, start: int, end: int) -> object:
+                return payload[rows.lenenc_start(payload, start) : end]
+
+            return string
+        return lambda payload, start, end: _decode_binary(payload[start:end], info)
+    kind = info.type
+    if kind in _INTEGERS or kind in _DECIMALS or kind in (_FLOAT, _DOUBLE, _TIME, _BIT):
+        return lambda payload, start, end: decode_text(payload[start:end], info)
+    return None
+
+
 async def merge_reads(
     conns: Sequence[BackendConnection],
     plan: QueryPlan,
@@ -516,17 +619,32 @@ async def merge_reads(
             firsts.setdefault(id(stream.conn), stream)
         await asyncio.gather(*(s.start() for s in firsts.values()))
         head = streams[0].reader
-        with _merge_errors():
+        try:
             infos = [column_info(payload) for payload in head.columns]
             width = len(infos)
-            visible = width - _hidden(plan.merge)
+            merge = plan.merge
+            visible = width - _hidden(merge)
             if visible <= 0:
                 raise NotSupported("this statement's columns across several shards")
-            merger = Merger(plan.merge, infos, len(streams), budget)
-            needed = _needed_columns(plan.merge, width)
-        decode: Callable[..., tuple[object, ...]] = decode_binary_row if binary else decode_text_row
-        encode = encode_binary_row if binary else encode_text_row
-        visible_infos = infos[:visible]
+            needed = _needed_columns(merge, width)
+            decode: Callable[[bytes], tuple[object, ...]]
+            encode: Callable[[tuple[object, ...]], bytes]
+            if _picks_rows(merge):
+                # The merge runs without the Project: each row's last item is its client bytes.
+                if isinstance(merge, Project):
+                    merge = merge.source
+                merge = _from_start(merge, width)
+                decode = _KeyRows(infos, needed, visible, binary).row
+                encode = operator.itemgetter(-1)
+            else:
+                row_decoder = decode_binary_row if binary else decode_text_row
+                row_encoder = encode_binary_row if binary else encode_text_row
+                visible_infos = infos[:visible]
+                decode = functools.partial(row_decoder, width=width, infos=infos, needed=needed)
+                encode = functools.partial(row_encoder, infos=visible_infos)
+            merger = Merger(merge, infos, len(streams), budget)
+        except _VALUE_ERRORS as error:
+            raise _unsupported(error) from error
 
         def emit(rows: list[tuple[object, ...]]) -> None:
             nonlocal header_sent, sent
@@ -538,19 +656,30 @@ async def merge_reads(
                 channel.send(p.with_eof_status(head.column_eof, status))
                 header_sent = True
             for row in rows:
-                channel.send(encode(row, visible_infos))
+                channel.send(encode(row))
 
         while (index := merger.need()) is not None:
             payload = await streams[index].next()
-            with _merge_errors():
-                row = None if payload is None else decode(payload, width, infos, needed)
-                out = merger.feed(index, row)
+            try:
+                out = merger.feed(index, None if payload is None else decode(payload))
                 if out:
                     emit(out)
+            except _VALUE_ERRORS as error:
+                raise _unsupported(error) from error
             if out:
                 await channel.flush()
-        with _merge_errors():
-            emit(merger.finish())
+        try:
+            out = merger.finish()
+        except _VALUE_ERRORS as error:
+            raise _unsupported(error) from error
+        # Rows that come out at the end (a sort after grouping) go out in bounded batches;
+        # the first batch sends the header even when there are no rows.
+        for start in range(0, max(len(out), 1), _BATCH):
+            try:
+                emit(out[start : start + _BATCH])
+            except _VALUE_ERRORS as error:
+                raise _unsupported(error) from error
+            await channel.flush()
         warnings = sum(s.warnings for s in streams)
         channel.send(p.eof_packet(status, warnings))
         return Outcome(warnings=warnings, is_result_set=True, rows=sent)
@@ -563,22 +692,21 @@ async def merge_reads(
         await _finish(streams)
 
 
-@contextlib.contextmanager
-def _merge_errors() -> Iterator[None]:
-    """A value the merge can't handle ends the statement with 1235, never with a guess."""
-    try:
-        yield
-    except (
-        TypeError,
-        ValueError,
-        ArithmeticError,
-        LookupError,
-        AttributeError,
-        struct.error,
-    ) as error:
-        raise NotSupported(
-            f"merging these values across shards ({type(error).__name__}: {error})"
-        ) from error
+# A value the merge can't handle ends the statement with 1235, never with a guess.
+_VALUE_ERRORS = (
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    AttributeError,
+    struct.error,
+)
+# Rows sent between two flushes when a finished merge sends many at once.
+_BATCH = 256
+
+
+def _unsupported(error: Exception) -> NotSupported:
+    return NotSupported(f"merging these values across shards ({type(error).__name__}: {error})")
 
 
 async def _finish(streams: Sequence[_UnitStream]) -> None:

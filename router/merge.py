@@ -71,6 +71,7 @@ class ColumnInfo:
     collation: int = 63
     flags: int = 0
     decimals: int = 0
+    length: int = 0  # the most bytes a value may have (0: unknown)
 
     @property
     def is_string(self) -> bool:
@@ -111,6 +112,11 @@ class Budget:
 # --- keys -----------------------------------------------------------------------------------
 
 
+# Longest WEIGHT_STRING() column whose weights are padded into plain bytes keys (see below);
+# longer ones (TEXT) compare through WeightKey instead of holding padded copies.
+MAX_PADDED_WEIGHT = 1024
+
+
 def _key_getter(key: Key, columns: Sequence[ColumnInfo]) -> Callable[[Row], object]:
     """A function giving a row's comparable value for `key`: None for NULL, the weight for a
     string, the value for anything else."""
@@ -126,7 +132,12 @@ def _key_getter(key: Key, columns: Sequence[ColumnInfo]) -> Callable[[Row], obje
         raise NotSupported("comparing strings across shards without their collation weights")
     weight_column = key.weight
     collation_column = key.collation
-    pads: dict[object, bytes] = {}
+    # A PAD SPACE weight padded to the longest weight its column may hold orders and compares
+    # as the string does (WeightKey's rule) with bytes comparisons alone, which cost a
+    # fraction of WeightKey's Python ones; the server's column length bounds its weights.
+    size = columns[weight_column].length
+    padded_to = size if 0 < size <= MAX_PADDED_WEIGHT else 0
+    pads: dict[object, tuple[bytes, int]] = {}
 
     def get(row: Row) -> object:
         weight = row[weight_column]
@@ -135,14 +146,23 @@ def _key_getter(key: Key, columns: Sequence[ColumnInfo]) -> Callable[[Row], obje
                 raise NotSupported("a string whose WEIGHT_STRING() is NULL")
             return None
         name = row[collation_column]
-        pad = pads.get(name)
-        if pad is None:
-            found = pad_weight(name.decode() if isinstance(name, bytes) else str(name))
-            if found is None:
+        found = pads.get(name)
+        if found is None:
+            pad = pad_weight(name.decode() if isinstance(name, bytes) else str(name))
+            if pad is None:
                 raise NotSupported(f"merging strings of collation {name!r} across shards")
-            pad = pads[name] = found
+            target = -(-padded_to // len(pad)) * len(pad) if pad else 0
+            found = pads[name] = (pad, target)
         assert isinstance(weight, bytes)
-        return WeightKey(weight, pad)
+        pad, target = found
+        if not pad:
+            return bytes(weight)
+        if not target:
+            return WeightKey(weight, pad)
+        short = target - len(weight)
+        if short < 0 or short % len(pad):
+            raise NotSupported("a WEIGHT_STRING() longer than its column says")
+        return weight + pad * (short // len(pad))
 
     return get
 
@@ -162,10 +182,19 @@ class _Desc:
         return isinstance(other, _Desc) and self.part == other.part
 
 
-def sort_key(keys: Sequence[SortKey], columns: Sequence[ColumnInfo]) -> Callable[[Row], tuple]:
+def sort_key(keys: Sequence[SortKey], columns: Sequence[ColumnInfo]) -> Callable[[Row], object]:
     """The sort key function MySQL's ORDER BY amounts to: NULLs first ascending, last
     descending; strings by collation weight."""
     getters = [(_key_getter(k.key, columns), k.desc) for k in keys]
+    if len(getters) == 1:
+        get, desc = getters[0]  # keys of one part need no enclosing tuple
+
+        def one(row: Row) -> object:
+            value = get(row)
+            part = (0,) if value is None else (1, value)
+            return _Desc(part) if desc else part
+
+        return one
 
     def key(row: Row) -> tuple:
         parts: list[object] = []
@@ -181,7 +210,10 @@ def sort_key(keys: Sequence[SortKey], columns: Sequence[ColumnInfo]) -> Callable
 def group_key(keys: Sequence[Key], columns: Sequence[ColumnInfo]) -> Callable[[Row], tuple]:
     """A hashable key equal for rows MySQL puts in one group (or calls DISTINCT-equal)."""
     getters = [_key_getter(k, columns) for k in keys]
-    return lambda row: tuple(get(row) for get in getters)
+    if len(getters) == 1:
+        (get,) = getters
+        return lambda row: (get(row),)
+    return lambda row: tuple([get(row) for get in getters])
 
 
 # --- expressions ----------------------------------------------------------------------------
@@ -525,28 +557,31 @@ class Merger:
     ):
         self.budget = budget if budget is not None else Budget(1 << 62)
         source, self.stages = _stages(plan, columns, self.budget)
+        self.limits = [stage for stage in self.stages if isinstance(stage, _LimitStage)]
         self.sorted = isinstance(source, MergeSort)
         self.key = sort_key(source.keys, columns) if isinstance(source, MergeSort) else None
         self.ended = [False] * units
+        self.open = units  # units that have not ended
         self.heads: dict[int, Row] = {}
-        self.heap: list[tuple[tuple, int, Row]] = []
+        self.heap: list[tuple[object, int, Row]] = []
         self.current = 0  # Concat: the unit being read
 
     @property
     def done(self) -> bool:
         """No more input is needed (a LIMIT is satisfied)."""
-        return any(stage.done for stage in self.stages)
+        return any(stage.done for stage in self.limits)
 
     def need(self) -> int | None:
         """The unit to read the next row from, or None when no more input is needed."""
-        if self.done:
+        if self.limits and self.done:
             return None
         if not self.sorted:
             while self.current < len(self.ended) and self.ended[self.current]:
                 self.current += 1
             return self.current if self.current < len(self.ended) else None
+        heads = self.heads
         for unit, ended in enumerate(self.ended):
-            if not ended and unit not in self.heads:
+            if not ended and unit not in heads:
                 return unit
         return None
 
@@ -554,22 +589,25 @@ class Merger:
         """A unit's next row (None: it has no more); returns rows ready for the client."""
         if row is None:
             self.ended[unit] = True
+            self.open -= 1
         elif not self.sorted:
-            return self._push(row)
+            return self._push(row) if self.stages else [row]
         else:
             assert self.key is not None
             self.heads[unit] = row
             heapq.heappush(self.heap, (self.key(row), unit, row))
         out: list[Row] = []
         # Pop while every unit that may still send rows has one waiting: that is the minimum.
-        while self.heap and not self.done and len(self.heads) == self._open():
-            _, popped, head = heapq.heappop(self.heap)
-            del self.heads[popped]
-            out.extend(self._push(head))
+        # (A unit holding a head has not ended: it is read again only once its head is out.)
+        heap, heads = self.heap, self.heads
+        while heap and len(heads) == self.open and not (self.limits and self.done):
+            _, popped, head = heapq.heappop(heap)
+            del heads[popped]
+            if self.stages:
+                out.extend(self._push(head))
+            else:
+                out.append(head)
         return out
-
-    def _open(self) -> int:
-        return sum(1 for unit, ended in enumerate(self.ended) if not ended or unit in self.heads)
 
     def _push(self, row: Row) -> list[Row]:
         rows: Iterable[Row] = (row,)

@@ -229,6 +229,26 @@ DISTINCT = [
     Q("SELECT DISTINCT customer_id FROM orders WHERE amount > 500"),
 ]
 
+# Merged rows relayed as the shards' bytes cut to the client's columns: many columns (a NULL
+# bitmap of several bytes in the binary protocol), NULLs in kept and in hidden key columns.
+WIDE = [
+    T(
+        "SELECT id, name, city, country, tier, balance, score, created_at, born, age, active "
+        "FROM customers ORDER BY city, name, id"
+    ),
+    T(
+        "SELECT id, customer_id, amount, qty, status, note, weight, placed_at, slot "
+        "FROM orders ORDER BY note DESC, status, id"
+    ),
+    T(
+        "SELECT DISTINCT city, country, tier, age, active, born, balance, score, name "
+        "FROM customers ORDER BY city, country, tier, age, active, born, balance, score, name"
+    ),
+    T("SELECT name, city, id FROM customers ORDER BY city, name, id LIMIT 3, 20"),
+    T("SELECT DISTINCT note FROM orders ORDER BY note"),
+    Q("SELECT DISTINCT note, slot, weight, placed_at FROM orders"),
+]
+
 JOINS = [
     Q("SELECT c.id, c.name, o.id, o.amount FROM customers c JOIN orders o ON o.customer_id = c.id"),
     T(
@@ -461,6 +481,7 @@ CORPUS: list[Query] = [
     *GROUPS,
     *CONCAT,
     *DISTINCT,
+    *WIDE,
     *JOINS,
     *SUBQUERIES,
     *WINDOWS,

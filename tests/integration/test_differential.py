@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import mysql.connector
 import pymysql
 import pytest
-from diff_corpus import CORPUS, REFUSED, random_queries
+from diff_corpus import CORPUS, REFUSED, WIDE, random_queries
 from diff_data import CONFIG, SCHEMA, Query, generate, load, same_result
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def test_prepared_statements(setup: Setup, capsys: pytest.CaptureFixture[str]) -
     started = time.monotonic()
     prepared = Setup(setup.proxy, server, reference, client)
     try:
-        for query in CORPUS[1::3]:
+        for query in CORPUS[1::3] + WIDE:
             check(prepared, query, report, client, _run_prepared)
     finally:
         client.close()

@@ -73,8 +73,22 @@ def string_row(text: str | None, number: int) -> tuple[object, ...]:
     return (text.encode(), weight(text), GENERAL_CI, number)
 
 
-STRING_COLUMNS = [ColumnInfo(VARCHAR, 45), ColumnInfo(VARCHAR, 63), ColumnInfo(VARCHAR, 45)]
-STRING_COLUMNS.append(ColumnInfo(LONG))
+# The declared length of a WEIGHT_STRING() column: 0 (unknown) compares through WeightKey, 8
+# (the longest weight here, 4 characters) through weights padded into plain bytes.
+WEIGHT_LENGTHS = pytest.mark.parametrize("weight_length", [0, 8])
+
+
+def string_columns(weight_length: int) -> list[ColumnInfo]:
+    """Columns of string_row(), the weight column declaring `weight_length` bytes."""
+    return [
+        ColumnInfo(VARCHAR, 45),
+        ColumnInfo(VARCHAR, 63, length=weight_length),
+        ColumnInfo(VARCHAR, 45),
+        ColumnInfo(LONG),
+    ]
+
+
+STRING_COLUMNS = string_columns(0)
 STRING_KEY = Key(0, 1, 2)
 
 
@@ -82,6 +96,7 @@ def null_first(text: str | None) -> tuple:
     return (0,) if text is None else (1, model_key(text))
 
 
+@WEIGHT_LENGTHS
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -92,14 +107,19 @@ def null_first(text: str | None) -> tuple:
     st.integers(0, 12),
 )
 def test_merge_sort_with_limit_matches_one_sorted_result(
-    units: list[list[tuple[str | None, int]]], desc: bool, offset: int, count: int
+    weight_length: int,
+    units: list[list[tuple[str | None, int]]],
+    desc: bool,
+    offset: int,
+    count: int,
 ) -> None:
     def key(row: tuple[str | None, int]) -> tuple:
         return (null_first(row[0]), row[1])
 
     shard_rows = [sorted(unit, key=key, reverse=desc) for unit in units]
     plan = Limit(MergeSort((SortKey(STRING_KEY, desc), SortKey(Key(3), desc))), offset, count)
-    out = run(plan, STRING_COLUMNS, [[string_row(*r) for r in rows] for rows in shard_rows])
+    columns = string_columns(weight_length)
+    out = run(plan, columns, [[string_row(*r) for r in rows] for rows in shard_rows])
     everything = sorted((r for unit in units for r in unit), key=key, reverse=desc)
     expected = everything[offset : offset + count]
     assert [key((None if r[0] is None else r[0].decode(), r[3])) for r in out] == [
@@ -107,11 +127,15 @@ def test_merge_sort_with_limit_matches_one_sorted_result(
     ]
 
 
+@WEIGHT_LENGTHS
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(maybe_strings, max_size=8), min_size=1, max_size=4))
-def test_distinct_keeps_one_row_per_collation_equal_value(units: list[list[str | None]]) -> None:
+def test_distinct_keeps_one_row_per_collation_equal_value(
+    weight_length: int, units: list[list[str | None]]
+) -> None:
     plan = Project(Distinct(Concat(), (STRING_KEY,)), 3)
-    out = run(plan, STRING_COLUMNS, [[string_row(s, 0) for s in unit] for unit in units])
+    columns = string_columns(weight_length)
+    out = run(plan, columns, [[string_row(s, 0) for s in unit] for unit in units])
     values = [None if r[0] is None else r[0].decode() for r in out]
     expected = {None if s is None else model_key(s) for unit in units for s in unit}
     assert sorted(null_first(v) for v in values) == sorted(
@@ -119,6 +143,7 @@ def test_distinct_keeps_one_row_per_collation_equal_value(units: list[list[str |
     )
 
 
+@WEIGHT_LENGTHS
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -128,6 +153,7 @@ def test_distinct_keeps_one_row_per_collation_equal_value(units: list[list[str |
     )
 )
 def test_grouping_merges_partial_aggregates(
+    weight_length: int,
     units: list[list[tuple[str | None, int | None]]],
 ) -> None:
     """Each unit returns `SELECT g, COUNT(*), COUNT(v), SUM(v), MIN(v), MAX(v), AVG(v) ...
@@ -141,7 +167,7 @@ def test_grouping_merges_partial_aggregates(
         ColumnInfo(LONG),  # 4 MIN(v)
         ColumnInfo(LONG),  # 5 MAX(v)
         ColumnInfo(NEWDECIMAL, decimals=4),  # 6 AVG(v)
-        ColumnInfo(VARCHAR, 63),  # 7 WEIGHT_STRING(g)
+        ColumnInfo(VARCHAR, 63, length=weight_length),  # 7 WEIGHT_STRING(g)
         ColumnInfo(VARCHAR, 45),  # 8 COLLATION(g)
         ColumnInfo(NEWDECIMAL),  # 9 SUM(v)
         ColumnInfo(8),  # 10 COUNT(v)
@@ -350,3 +376,10 @@ def test_max_merge_rows_is_configurable() -> None:
     assert config.limits.max_merge_rows == 500
     with pytest.raises(Exception, match=r"limits\.max_merge_rows"):
         load_config_text(base + "limits: {max_merge_rows: 0}\n", "x.yaml")
+
+
+def test_a_weight_longer_than_its_column_declares_is_refused() -> None:
+    """Padding to the declared length orders correctly only within it: beyond, no guess."""
+    rows = [[string_row("abcde", 0)], [string_row("a", 0)]]
+    with pytest.raises(NotSupported, match="WEIGHT_STRING"):
+        run(MergeSort((SortKey(STRING_KEY),)), string_columns(8), rows)
