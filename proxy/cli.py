@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
         role = WorkerRole(args.worker_index, workers, args.run_dir, args.instance)
         _name_worker_logs(args.worker_index)
+        # A reload the supervisor passes on while this worker starts must not kill it (the
+        # file is read at start anyway); _serve installs the real handler.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         import uvloop
     except ImportError:
