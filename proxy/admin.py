@@ -11,7 +11,7 @@ from router.plan import AdminShow, AdminWhat, ExplainShards, QueryPlan
 if TYPE_CHECKING:
     from proxy.server import Server
 
-Rows = tuple[list[str], list[Sequence[object]]]
+Rows = tuple[list[str], Sequence[Sequence[object]]]
 
 
 def explain_shards(plan: ExplainShards) -> Rows:
@@ -25,22 +25,62 @@ def explain_shards(plan: ExplainShards) -> Rows:
     return columns, [(kind, unit.backend, unit.sql, merge) for unit in inner.units]
 
 
-def admin_show(plan: AdminShow, server: Server) -> Rows:
-    if plan.what is AdminWhat.BACKENDS:
-        return _backends(server)
+async def admin_show(plan: AdminShow, server: Server) -> Rows:
+    """SHOW SHARDPROXY BACKENDS / RULES / SESSIONS; with several workers, for all of them."""
     if plan.what is AdminWhat.RULES:
-        return _rules(server)
-    return _sessions(server)
+        return _rules(server)  # the config: every worker has the same
+    cluster = server.cluster
+    if plan.what is AdminWhat.BACKENDS:
+        rows = backend_rows(server)
+        if cluster is not None:
+            others = await cluster.from_others("SHOW SHARDPROXY BACKENDS", {"op": "backends"})
+            rows = _pool_totals([rows, *others])
+        return BACKEND_COLUMNS, rows
+    rows = session_rows(server)
+    if cluster is not None:
+        for other in await cluster.from_others("SHOW SHARDPROXY SESSIONS", {"op": "sessions"}):
+            rows += other
+        rows.sort(key=lambda row: row[0])
+    return SESSION_COLUMNS, rows
 
 
-def _backends(server: Server) -> Rows:
-    columns = ["name", "host", "port", "database", "pool_open", "pool_idle", "pool_max", "status"]
-    rows: list[Sequence[object]] = []
+BACKEND_COLUMNS = [
+    "name",
+    "host",
+    "port",
+    "database",
+    "pool_open",
+    "pool_idle",
+    "pool_max",
+    "status",
+]
+SESSION_COLUMNS = ["id", "user", "database", "autocommit", "in_transaction", "command"]
+
+
+def backend_rows(server: Server) -> list[list[object]]:
+    rows: list[list[object]] = []
     for name, pool in server.runtime.backends.pools.items():
         b = pool.backend
         status = "error: " + pool.last_error if pool.last_error else "ok"
-        rows.append((name, b.host, b.port, b.database, pool.size, pool.idle, b.pool.max, status))
-    return columns, rows
+        rows.append([name, b.host, b.port, b.database, pool.size, pool.idle, b.pool.max, status])
+    return rows
+
+
+def _pool_totals(per_worker: list[list[list[object]]]) -> list[list[object]]:
+    """Each worker has pools of its own: the pool columns add up; a backend's status is an
+    error when any worker's pool reports one."""
+    merged: dict[object, list[object]] = {}
+    for rows in per_worker:
+        for row in rows:
+            total = merged.get(row[0])
+            if total is None:
+                merged[row[0]] = list(row)
+                continue
+            for column in (4, 5, 6):
+                total[column] = _int(total[column]) + _int(row[column])
+            if total[7] == "ok":
+                total[7] = row[7]
+    return list(merged.values())
 
 
 def _rules(server: Server) -> Rows:
@@ -63,21 +103,25 @@ def _rules(server: Server) -> Rows:
     return columns, rows
 
 
-def _sessions(server: Server) -> Rows:
-    columns = ["id", "user", "database", "autocommit", "in_transaction", "command"]
-    rows: list[Sequence[object]] = []
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
+
+
+def session_rows(server: Server) -> list[list[object]]:
+    rows: list[list[object]] = []
     for session in list(server.sessions.values()):
         rows.append(
-            (
+            [
                 session.connection_id,
                 session.user,
                 session.database,
                 int(session.autocommit),
                 int(session.in_txn),
                 "Query" if session.busy else "Sleep",
-            )
+            ]
         )
-    return columns, rows
+    return rows
 
 
 async def xa_transactions(server: Server) -> Rows:

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 
 from proxy.backend import BackendPool
-from proxy.metrics import make_registry
 from router.config import HttpEndpoint
 from router.errors import ProxyError
 
@@ -38,16 +39,18 @@ _REASONS = {
 }
 
 
-class HttpEndpoints:
-    """Serves the health, readiness and metrics endpoints of one Server."""
+Probe = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
+Scrape = Callable[[], Awaitable[bytes]]
 
-    def __init__(self, server: Server, endpoint: HttpEndpoint):
-        self.server = server
+
+class HttpEndpoints:
+    """Serves /health, /ready and /metrics; what /ready and /metrics say comes from `ready`
+    and `scrape` (one server's, or the worker supervisor's for all its workers)."""
+
+    def __init__(self, endpoint: HttpEndpoint, ready: Probe, scrape: Scrape):
         self.endpoint = endpoint
-        self.registry = make_registry(server)
-        # Backend name -> 1/0 from its last readiness check (shardproxy_backend_up).
-        self.backend_up: dict[str, int] = {}
-        self._checks: dict[str, asyncio.Task[str | None]] = {}
+        self.ready = ready
+        self.scrape = scrape
         self._listener: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -64,42 +67,6 @@ class HttpEndpoints:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        for task in self._checks.values():
-            task.cancel()
-
-    # --- readiness --------------------------------------------------------------------------
-
-    async def readiness(self) -> tuple[bool, dict[str, object]]:
-        """(ready, details): ready while the proxy accepts clients and every backend answers."""
-        pools = dict(self.server.runtime.backends.pools)
-        for name, pool in pools.items():
-            task = self._checks.get(name)
-            if task is None or task.done():
-                self._checks[name] = asyncio.ensure_future(_check(pool))
-        for name in list(self._checks):
-            if name not in pools and self._checks[name].done():
-                del self._checks[name]  # a backend a reload removed
-        tasks = {name: self._checks[name] for name in pools}
-        if tasks:
-            await asyncio.wait(tasks.values(), timeout=CHECK_TIMEOUT)
-        backends: dict[str, str] = {}
-        for name, task in tasks.items():
-            if not task.done():
-                problem: str | None = f"no answer within {CHECK_TIMEOUT:g} s"
-            elif task.cancelled():
-                problem = "check cancelled"
-            elif task.exception() is not None:
-                problem = str(task.exception())
-            else:
-                problem = task.result()
-            backends[name] = problem or "ok"
-            self.backend_up[name] = 0 if problem else 1
-        for name in list(self.backend_up):
-            if name not in pools:
-                del self.backend_up[name]
-        accepting = self.server.accepting
-        ready = accepting and all(state == "ok" for state in backends.values())
-        return ready, {"ready": ready, "accepting_clients": accepting, "backends": backends}
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -132,12 +99,63 @@ class HttpEndpoints:
         if path == "/health":
             return 200, b"ok\n", "text/plain; charset=utf-8"
         if path == "/ready":
-            ready, details = await self.readiness()
+            ready, details = await self.ready()
             body = json.dumps(details).encode() + b"\n"
             return (200 if ready else 503), body, "application/json"
         if path == "/metrics":
-            return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return 200, await self.scrape(), CONTENT_TYPE_LATEST
         return 404, b"not found: try /health, /ready or /metrics\n", "text/plain; charset=utf-8"
+
+
+class Readiness:
+    """Whether one server is ready: it accepts clients and every backend answers a ping."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        # Backend name -> 1/0 from its last readiness check (shardproxy_backend_up).
+        self.backend_up: dict[str, int] = {}
+        self._checks: dict[str, asyncio.Task[str | None]] = {}
+
+    def close(self) -> None:
+        for task in self._checks.values():
+            task.cancel()
+
+    async def check(self) -> tuple[bool, dict[str, object]]:
+        """(ready, details): ready while the proxy accepts clients and every backend answers."""
+        pools = dict(self.server.runtime.backends.pools)
+        for name, pool in pools.items():
+            task = self._checks.get(name)
+            if task is None or task.done():
+                self._checks[name] = asyncio.ensure_future(_check(pool))
+        for name in list(self._checks):
+            if name not in pools and self._checks[name].done():
+                del self._checks[name]  # a backend a reload removed
+        tasks = {name: self._checks[name] for name in pools}
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=CHECK_TIMEOUT)
+        backends: dict[str, str] = {}
+        for name, task in tasks.items():
+            if not task.done():
+                problem: str | None = f"no answer within {CHECK_TIMEOUT:g} s"
+            elif task.cancelled():
+                problem = "check cancelled"
+            elif task.exception() is not None:
+                problem = str(task.exception())
+            else:
+                problem = task.result()
+            backends[name] = problem or "ok"
+            self.backend_up[name] = 0 if problem else 1
+        for name in list(self.backend_up):
+            if name not in pools:
+                del self.backend_up[name]
+        accepting = self.server.accepting
+        ready = accepting and all(state == "ok" for state in backends.values())
+        return ready, {"ready": ready, "accepting_clients": accepting, "backends": backends}
+
+
+async def scrape_registry(registry: CollectorRegistry) -> bytes:
+    """The text exposition of one process's registry."""
+    return generate_latest(registry)
 
 
 async def _check(pool: BackendPool) -> str | None:

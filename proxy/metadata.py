@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from proxy import packets as p
 from proxy.backend import BackendConnection, BackendError
 from proxy.names import NameMap
+from proxy.workers_control import row_bytes
 from router.analyze import Session as RouterSession
 from router.analyze import lookup_table
 from router.config import Config, TableKind
@@ -268,6 +269,16 @@ async def run_metadata(
         return
     if isinstance(plan, ProxyShow):
         columns, rows = proxy_show(session, plan)
+        cluster = session.server.cluster
+        if plan.what == "processlist" and cluster is not None:
+            request = {
+                "op": "processlist",
+                "user": session.user,
+                "admin": session.runtime.config.users[session.user].admin,
+            }
+            for other in await cluster.from_others("SHOW PROCESSLIST", request):
+                rows += [row_bytes(row) for row in other]
+            rows.sort(key=lambda row: int(row[0] or 0))
         payloads = [p.column_definition(name, kind) for name, kind in columns]
         result = Result([Column.parse(c) for c in payloads], rows)
         send_result(session, result, more, binary)
@@ -407,12 +418,21 @@ def proxy_show(session: Session, plan: ProxyShow) -> tuple[Spec, list[list[bytes
         ("Info", p.TYPE_VAR_STRING),
         ("Progress", p.TYPE_VAR_STRING),
     ]
-    rows = []
-    for other in list(session.server.sessions.values()):
-        if other.user != session.user and not session.runtime.config.users[session.user].admin:
+    admin = session.runtime.config.users[session.user].admin
+    sessions = list(session.server.sessions.values())
+    return columns, processlist_rows(sessions, session.user, admin, session, plan.full)
+
+
+def processlist_rows(
+    sessions: list[Session], user: str, admin: bool, me: Session | None, full: bool = False
+) -> list[list[bytes | None]]:
+    """PROCESSLIST rows of `sessions` that `user` may see; `me` is the one asking."""
+    rows: list[list[bytes | None]] = []
+    for other in sessions:
+        if other.user != user and not admin:
             continue  # as MySQL without PROCESS: only your own account's connections
-        me = other is session
-        info = ("SHOW FULL PROCESSLIST" if plan.full else "SHOW PROCESSLIST") if me else None
+        mine = other is me
+        info = ("SHOW FULL PROCESSLIST" if full else "SHOW PROCESSLIST") if mine else None
         rows.append(
             [
                 str(other.connection_id).encode(),
@@ -421,12 +441,12 @@ def proxy_show(session: Session, plan: ProxyShow) -> tuple[Spec, list[list[bytes
                 other.database.encode() if other.database else None,
                 b"Query" if other.busy else b"Sleep",
                 b"0",
-                b"starting" if me else b"",
+                b"starting" if mine else b"",
                 info.encode() if info else None,
                 b"0.000",
             ]
         )
-    return columns, rows
+    return rows
 
 
 def client_host(session: Session, with_port: bool = False) -> str:

@@ -250,14 +250,14 @@ class ProxyCollector(Collector):
         yield pool_idle
         yield pool_max
 
-        http = getattr(server, "http", None)
-        if http is not None and http.backend_up:
+        readiness = getattr(server, "readiness", None)
+        if readiness is not None and readiness.backend_up:
             up = GaugeMetricFamily(
                 "shardproxy_backend_up",
                 "1 if the backend answered the last readiness check, else 0.",
                 labels=["backend"],
             )
-            for name, value in sorted(http.backend_up.items()):
+            for name, value in sorted(readiness.backend_up.items()):
                 up.add_metric([name], value)
             yield up
 
@@ -302,3 +302,79 @@ def make_registry(server: Server) -> CollectorRegistry:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
+
+
+# --- several worker processes (proxy/workers.py) ------------------------------------------------
+
+# One metric family as JSON: [name, help, type, unit, [[sample name, labels, value], ...]]
+Family = list[Any]
+SampleKey = tuple[str, str, str, tuple[tuple[str, str], ...]]  # family, type, sample, labels
+_CUMULATIVE = ("counter", "histogram")
+
+
+def families_of(registry: CollectorRegistry) -> list[Family]:
+    """A registry's current metrics, as JSON for the supervisor."""
+    return [
+        [m.name, m.documentation, m.type, m.unit, [[s.name, s.labels, s.value] for s in m.samples]]
+        for m in registry.collect()
+    ]
+
+
+class WorkerMetrics:
+    """The workers' metrics as one process's: shardproxy_* samples add up over workers
+    (shardproxy_backend_up is the lowest: a backend is up when every worker reaches it), the
+    process's own (CPU, memory) get a `worker` label.
+
+    Counters stay monotonic when a worker is replaced: what it had counted at the last scrape
+    is carried on (its counts since that scrape are lost with it)."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, tuple[int, list[Family]]] = {}  # worker -> (pid, families)
+        self.retired: dict[SampleKey, float] = {}
+        self._help: dict[str, tuple[str, str, str]] = {}  # family -> (help, type, unit)
+
+    def update(self, index: int, pid: int | None, families: list[Family] | None) -> None:
+        """What worker `index` (process `pid`, None: not running) reported; None: no answer
+        this time (its last report stands while it is the same process)."""
+        previous = self.last.get(index)
+        if previous is not None and previous[0] != pid:
+            del self.last[index]
+            for family in previous[1]:
+                name, _, kind, _, samples = family
+                if name.startswith("shardproxy_") and kind in _CUMULATIVE:
+                    for sample, labels, value in samples:
+                        key = (name, kind, sample, tuple(sorted(labels.items())))
+                        self.retired[key] = self.retired.get(key, 0.0) + value
+        if families is not None and pid is not None:
+            self.last[index] = (pid, families)
+
+    def collect(self) -> list[Metric]:
+        summed: dict[SampleKey, float] = dict(self.retired)
+        labelled: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+        for index, (_, families) in sorted(self.last.items()):
+            for name, documentation, kind, unit, samples in families:
+                self._help[name] = (documentation, kind, unit)
+                if not name.startswith("shardproxy_"):
+                    out = labelled.setdefault(name, [])
+                    out += [(s, {**labels, "worker": str(index)}, v) for s, labels, v in samples]
+                    continue
+                lowest = name == "shardproxy_backend_up"
+                for sample, labels, value in samples:
+                    key = (name, kind, sample, tuple(sorted(labels.items())))
+                    if key not in summed:
+                        summed[key] = value
+                    else:
+                        summed[key] = min(summed[key], value) if lowest else summed[key] + value
+        metrics: dict[str, Metric] = {}
+        for (name, kind, sample, labels), value in sorted(summed.items()):
+            metric = metrics.get(name)
+            if metric is None:
+                documentation, _, unit = self._help.get(name, ("", kind, ""))
+                metric = metrics[name] = Metric(name, documentation, kind, unit)
+            metric.add_sample(sample, dict(labels), value)
+        for name, samples in labelled.items():
+            documentation, kind, unit = self._help[name]
+            metric = metrics[name] = Metric(name, documentation, kind, unit)
+            for sample, labels, value in samples:
+                metric.add_sample(sample, labels, value)
+        return list(metrics.values())

@@ -27,11 +27,12 @@ from proxy import packets as p
 from proxy.backend import Backends
 from proxy.catalog import Catalog
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
-from proxy.http import HttpEndpoints
+from proxy.http import HttpEndpoints, Readiness, scrape_registry
 from proxy.ids import SnowflakeIds, worker_for
-from proxy.metrics import Metrics
+from proxy.metrics import Metrics, make_registry
 from proxy.names import NameMap
 from proxy.session import Session
+from proxy.workers_control import WorkerControl, WorkerRole
 from proxy.xa import Coordinator
 from router.config import Config, Listener
 from router.config_loader import load_config
@@ -60,25 +61,46 @@ class Runtime:
 
 
 class Server:
-    def __init__(self, config: Config, config_path: str | None = None):
+    """The proxy in one process; with listen.workers > 1, one of several worker processes
+    (`role`) serving the same port, which ask each other about sessions (`cluster`)."""
+
+    def __init__(
+        self, config: Config, config_path: str | None = None, role: WorkerRole | None = None
+    ):
         self.config_path = config_path
-        instance = config.transactions.instance_id or secrets.token_hex(4)
+        self.role = role
+        worker = config.transactions.worker_id
+        if role is None:
+            instance = config.transactions.instance_id or secrets.token_hex(4)
+            key_worker = worker_for(instance) if worker is None else worker
+        else:
+            instance = role.instance_id
+            key_worker = role.key_worker_id(worker)
         self.runtime = _build_runtime(config, None, instance)
         self.instance = instance
         # Generated keys (proxy/ids.py); kept across reloads so they keep increasing.
-        worker = config.transactions.worker_id
-        self.keygen = SnowflakeIds(worker_for(instance) if worker is None else worker)
+        self.keygen = SnowflakeIds(key_worker)
         self._recovery: asyncio.Task[None] | None = None
         self._catalog_sync: asyncio.Future[None] | None = None
         self.server_version = "10.11.0-MariaDB" + VERSION_SUFFIX
-        self._ids = itertools.count(1)
+        # Worker k of n hands out k+1, k+1+n, ...: ids are unique over the workers and tell
+        # whose session a KILL means.
+        self._ids = (
+            itertools.count(1) if role is None else itertools.count(role.index + 1, role.count)
+        )
         self._server: asyncio.Server | None = None
         self.sessions: dict[int, Session] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.draining = False  # shutting down: sessions end after their transaction
         self._tls = _tls_context(config.listen)
         self.metrics = Metrics()  # outlives reloads; so does the HTTP port (a restart moves it)
-        self.http = HttpEndpoints(self, config.http) if config.http is not None else None
+        self.readiness = Readiness(self)
+        self.registry = make_registry(self)
+        # Workers leave the HTTP port to their supervisor, which asks them over `cluster`.
+        self.cluster = WorkerControl(self, role) if role is not None else None
+        self.http: HttpEndpoints | None = None
+        if config.http is not None and role is None:
+            self.http = HttpEndpoints(config.http, self.readiness.check, self._scrape)
 
     @property
     def accepting(self) -> bool:
@@ -96,8 +118,16 @@ class Server:
         self._catalog_sync = asyncio.ensure_future(self._sync_catalog())
         self._recovery = asyncio.ensure_future(self._recovery_loop())
         listen = self.runtime.config.listen
-        self._server = await asyncio.start_server(self._client, listen.host, listen.port)
+        # SO_REUSEPORT: every worker binds the port; the kernel spreads connections over them.
+        self._server = await asyncio.start_server(
+            self._client, listen.host, listen.port, reuse_port=self.role is not None
+        )
+        if self.cluster is not None:
+            await self.cluster.start()
         log.info("listening on %s:%d as %s", listen.host, listen.port, self.server_version)
+
+    async def _scrape(self) -> bytes:
+        return await scrape_registry(self.registry)
 
     @property
     def port(self) -> int:
@@ -126,13 +156,32 @@ class Server:
         if moved:
             log.error("config reload refused, keeping the running config: %s", "; ".join(moved))
             raise ProxyError(f"Config reload refused: {moved[0]}", 1105, "HY000")
-        if config.listen != old.config.listen:
+        if replace(config.listen, workers=1) != replace(old.config.listen, workers=1):
             log.warning("config reload: a new listen address takes a restart; keeping the old")
         self.runtime = _build_runtime(config, old, self.instance)
         for name, pool in old.backends.pools.items():
             if self.runtime.backends.pools.get(name) is not pool:
                 await pool.close()
         log.info("config reloaded from %s", self.config_path)
+
+    async def reload_everywhere(self) -> None:
+        """RELOAD SHARDPROXY CONFIG: this process's reload, then every other worker's."""
+        await self.reload()
+        if self.cluster is not None:
+            await self.cluster.from_others("RELOAD SHARDPROXY CONFIG", {"op": "reload"})
+
+    async def kill(self, connection_id: int, query_only: bool, user: str, admin: bool) -> None:
+        """KILL [QUERY] of one of this process's sessions on behalf of `user`: users may kill
+        their own sessions, admins any. The statement is stopped on its backends with their
+        own KILL QUERY."""
+        target = self.sessions.get(connection_id)
+        if target is None:
+            raise ProxyError(f"Unknown thread id: {connection_id}", 1094, "HY000")
+        if target.user != user and not admin:
+            raise ProxyError(f"You are not owner of thread {connection_id}", 1095, "HY000")
+        await target.kill_running_statement()
+        if not query_only:
+            self.kill_session(connection_id)
 
     def kill_session(self, connection_id: int) -> None:
         """End a session as KILL does: its transaction is rolled back, its client closed."""
@@ -166,6 +215,9 @@ class Server:
             self._server.close()
         if self.http is not None:
             await self.http.close()
+        self.readiness.close()
+        if self.cluster is not None:
+            self.cluster.close()
         if self._recovery is not None:
             self._recovery.cancel()
         await self.runtime.backends.close()

@@ -304,7 +304,7 @@ class Session:
         if not self.runtime.config.users[self.user].admin:
             raise SpecificAccessDenied("SHARDPROXY ADMIN")
         if isinstance(plan, ReloadConfig):
-            await self.server.reload()
+            await self.server.reload_everywhere()
             self.channel.send(p.ok_packet(status=self.status(more)))
             return
         if isinstance(plan, ExplainShards):
@@ -312,20 +312,18 @@ class Session:
         elif plan.what is AdminWhat.TRANSACTIONS:
             columns, rows = await xa_transactions(self.server)
         else:
-            columns, rows = admin_show(plan, self.server)
+            columns, rows = await admin_show(plan, self.server)
         self.send_rows(columns, rows, more, binary)
 
     async def kill(self, plan: KillPlan) -> None:
         """KILL [QUERY] n with the proxy's connection ids: users may kill their own sessions,
-        admins any. The statement is stopped on its backends with their own KILL QUERY."""
-        target = self.server.sessions.get(plan.connection_id)
-        if target is None:
-            raise ProxyError(f"Unknown thread id: {plan.connection_id}", 1094, "HY000")
-        if target.user != self.user and not self.runtime.config.users[self.user].admin:
-            raise ProxyError(f"You are not owner of thread {plan.connection_id}", 1095, "HY000")
-        await target.kill_running_statement()
-        if not plan.query_only:
-            self.server.kill_session(plan.connection_id)
+        admins any, on whichever worker process the session is (proxy/workers.py)."""
+        admin = self.runtime.config.users[self.user].admin
+        cluster = self.server.cluster
+        if cluster is not None and not cluster.is_local(plan.connection_id):
+            await cluster.kill(plan.connection_id, plan.query_only, self.user, admin)
+        else:
+            await self.server.kill(plan.connection_id, plan.query_only, self.user, admin)
 
     async def kill_running_statement(self) -> None:
         """Ask each backend running this session's statement to stop it."""

@@ -25,6 +25,8 @@ class Listener:
     tls_key: str | None = None
     # Refuse clients that did not switch to TLS (MySQL's require_secure_transport).
     require_secure_transport: bool = False
+    # Processes serving the port (SO_REUSEPORT); 1: the proxy is one process (proxy/workers.py).
+    workers: int = 1
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ _LOGGING_KEYS = ("format", "level", "slow_query_ms")
 _LOG_FORMATS = ("text", "json")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id", "worker_id")
-_LISTEN_KEYS = ("host", "port", "shutdown_grace", "tls", "require_secure_transport")
+_LISTEN_KEYS = ("host", "port", "shutdown_grace", "tls", "require_secure_transport", "workers")
 _TLS_KEYS = ("cert", "key")
 _USER_KEYS = ("name", "password", "databases", "admin")
 _BACKEND_KEYS = ("host", "port", "user", "password", "database", "pool", "replicas")
@@ -71,6 +71,7 @@ _SHARDED_KEYS = (
 )
 _GENERATED_KEY_KEYS = ("column",)
 WORKER_IDS = 1024  # proxy/ids.py: 10 bits of every generated key
+MAX_WORKERS = 64  # listen.workers: far more than cores a Python proxy would use
 _BROADCAST_KEYS = ("broadcast", "backends")
 _SINGLE_KEYS = ("backend", "physical")
 _TABLE_KEYS = tuple(dict.fromkeys(_SHARDED_KEYS + _BROADCAST_KEYS + _SINGLE_KEYS))
@@ -373,6 +374,15 @@ class _Loader:
         http = self.http(entries["http"][1]) if "http" in entries else None
         logging = self.logging(entries["logging"][1]) if "logging" in entries else Logging()
         limits = self.limits(entries["limits"][1]) if "limits" in entries else Limits()
+        if transactions.worker_id is not None and (
+            transactions.worker_id + listen.workers > WORKER_IDS
+        ):
+            self.error(
+                entries["transactions"][1],
+                "transactions.worker_id",
+                f"with listen.workers: {listen.workers}, worker ids {transactions.worker_id}.."
+                f"{transactions.worker_id + listen.workers - 1} must stay below {WORKER_IDS}",
+            )
         return Config(
             listen,
             users,
@@ -510,7 +520,11 @@ class _Loader:
             secure = bool(self.boolean(node, "listen.require_secure_transport"))
             if secure and cert is None:
                 self.error(node, "listen.require_secure_transport", "needs listen.tls")
-        return Listener(host, port, grace, cert, key, secure)
+        workers = default.workers
+        if "workers" in entries:
+            value = self.integer(entries["workers"][1], "listen.workers", 1, MAX_WORKERS)
+            workers = value if value is not None else workers
+        return Listener(host, port, grace, cert, key, secure, workers)
 
     def users(self, node: Node) -> dict[str, User]:
         items = self.sequence(node, "users")
@@ -1051,7 +1065,10 @@ def _suggest(key: str, allowed: Iterable[str]) -> str:
 
 def describe(config: Config) -> str:
     """What the proxy understood from a config, for `shardproxy check-config`; no passwords."""
-    lines = [f"config {config.source}", f"listen {config.listen.host}:{config.listen.port}"]
+    listen = f"listen {config.listen.host}:{config.listen.port}"
+    if config.listen.workers > 1:
+        listen += f" ({config.listen.workers} worker processes)"
+    lines = [f"config {config.source}", listen]
     lines.append("users:")
     for user in config.users.values():
         scope = "all databases" if user.databases is None else ", ".join(user.databases)

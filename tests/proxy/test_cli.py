@@ -45,3 +45,19 @@ def test_check_config_reports_each_problem_with_file_line_and_key(
 def test_check_config_of_a_missing_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["check-config", str(tmp_path / "nope.yaml")]) == 1
     assert "nope.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "workers", "expected"),
+    [
+        ("", "0", "--workers: 0 is out of range (must be 1..64)"),
+        ("transactions: {worker_id: 1023}\n", "2", "--workers: with transactions.worker_id 1023"),
+    ],
+)
+def test_serve_refuses_a_bad_worker_count_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, workers: str, expected: str
+):
+    config = tmp_path / "proxy.yaml"
+    config.write_text((ROOT / "config" / "default.yaml").read_text() + extra)
+    assert main(["serve", "--config", str(config), "--workers", workers]) == 1
+    assert capsys.readouterr().err.startswith(expected)

@@ -566,3 +566,19 @@ def test_missing_file() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("/nonexistent/proxy.yaml")
     assert info.value.problems[0].startswith("/nonexistent/proxy.yaml: (file): cannot read it:")
+
+
+def test_listen_workers() -> None:
+    assert load_config_text(HEAD).listen.workers == 1
+    config = load_config_text("listen: {workers: 4}\n" + HEAD)
+    assert config.listen.workers == 4
+    assert "(4 worker processes)" in describe(config)
+    assert problems("listen: {workers: 0}\n" + HEAD) == [
+        "t.yaml:1: listen.workers: 0 is out of range (must be 1..64)"
+    ]
+    pinned = "listen: {workers: 3}\ntransactions: {worker_id: 1022}\n" + HEAD
+    assert problems(pinned) == [
+        "t.yaml:2: transactions.worker_id: with listen.workers: 3, worker ids 1022..1024"
+        " must stay below 1024"
+    ]
+    assert load_config_text(pinned.replace("1022", "1021")).transactions.worker_id == 1021
