@@ -116,7 +116,6 @@ class DeadlockDetector:
         # Control connections, one pool per backend (KILL needs the connections' own user).
         self._control: dict[str, BackendPool] = {}
         self._failing: dict[str, str] = {}  # backend -> why its last check failed (logged once)
-        self.stats = {"deadlock_checks": 0, "deadlock_victims": 0}
 
     def watch(self) -> None:
         """A statement of a transaction started: a check follows once it may have waited long
@@ -164,7 +163,6 @@ class DeadlockDetector:
         if not any(s.txn_conns and s.running_since and now - s.running_since >= after
                    for s in sessions):  # fmt: skip
             return
-        self.stats["deadlock_checks"] += 1
         # A snapshot of who holds which connection; a cycle is acted on only if every member
         # still runs the same statement of the same transaction afterwards.
         branches: dict[tuple[ServerKey, int], tuple[Session, BackendConnection]] = {}
@@ -183,19 +181,18 @@ class DeadlockDetector:
         )  # fmt: skip
         waits_for: dict[int, set[int]] = {}
         weights: dict[int, int] = {}
-        waiting: dict[int, dict[int, BackendConnection]] = {}
         for where, rows in zip(asked, answers, strict=True):
-            weighed: set[int] = set()
+            weighed: set[str] = set()  # one row per blocker: a branch's weight counts once
             for thread, weight, blocker in rows:
-                session, conn = branches[(where, int(thread or 0))]
-                sid = session.connection_id
-                if conn.thread_id not in weighed:
-                    weighed.add(conn.thread_id)
+                sid = _owner(branches, where, thread)
+                if sid is None:
+                    continue
+                if thread not in weighed:
+                    weighed.add(thread)
                     weights[sid] = weights.get(sid, 0) + int(weight or 0)
-                holder = None if blocker is None else branches.get((where, int(blocker)))
+                holder = _owner(branches, where, blocker)
                 if holder is not None:  # else: not waiting, or for a client that isn't ours
-                    waits_for.setdefault(sid, set()).add(holder[0].connection_id)
-                    waiting.setdefault(sid, {})[conn.thread_id] = conn
+                    waits_for.setdefault(sid, set()).add(holder)
         victims = choose_victims(
             waits_for, lambda sid: (weights.get(sid, 0), -_sequence(snapshot[sid][1]))
         )
@@ -206,14 +203,16 @@ class DeadlockDetector:
                 continue
             victim = by_id[victim_id]
             victim.deadlock_victim = True
-            self.stats["deadlock_victims"] += 1
             log.warning(
                 "deadlock across backends among sessions %s: rolling back session %d's transaction",
                 " -> ".join(str(sid) for sid in [*cycle, cycle[0]]),
                 victim_id,
             )
-            for conn in waiting[victim_id].values():
-                await self._control_query(conn.backend, f"KILL QUERY {conn.thread_id}")
+            # Every branch: a statement over several backends ends only when each part has.
+            await asyncio.gather(
+                *(self._control_query(conn.backend, f"KILL QUERY {conn.thread_id}")
+                  for owner, conn in branches.values() if owner is victim)
+            )  # fmt: skip
 
     async def _waits(self, backend: str, threads: list[int]) -> list[tuple[str | None, ...]]:
         """(thread, trx_weight, blocking thread) rows of our `threads` on the server of
@@ -273,6 +272,16 @@ class DeadlockDetector:
 
 def _control_settings(backend: Backend) -> Backend:
     return replace(backend, pool=PoolSize(0, 1), replicas=())
+
+
+def _owner(
+    branches: Mapping[tuple[ServerKey, int], tuple[Session, BackendConnection]],
+    where: ServerKey,
+    thread: str | None,
+) -> int | None:
+    """The session (its connection id) whose transaction holds thread `thread` of `where`."""
+    owner = None if thread is None else branches.get((where, int(thread)))
+    return None if owner is None else owner[0].connection_id
 
 
 def _server_of(conn: BackendConnection) -> ServerKey:
