@@ -166,18 +166,18 @@ class DeadlockDetector:
         # A snapshot of who holds which connection; a cycle is acted on only if every member
         # still runs the same statement of the same transaction afterwards.
         branches: dict[tuple[ServerKey, int], tuple[Session, BackendConnection]] = {}
-        asked: dict[ServerKey, str] = {}  # servers to ask, each through one backend on it
+        asked: dict[ServerKey, Backend] = {}  # servers to ask, each through one backend
         for session in sessions:
             for conn in session.txn_conns.values():
                 where = _server_of(conn)
                 branches[(where, conn.thread_id)] = (session, conn)
                 if session.running_since:
-                    asked.setdefault(where, conn.backend)
+                    asked.setdefault(where, conn.pool.backend)
         snapshot = {s.connection_id: (s.running_since, s.gtrid) for s in sessions}
         by_id = {s.connection_id: s for s in sessions}
         answers = await asyncio.gather(
-            *(self._waits(name, [t for w, t in branches if w == where])
-              for where, name in asked.items())
+            *(self._waits(backend, [t for w, t in branches if w == where])
+              for where, backend in asked.items())
         )  # fmt: skip
         waits_for: dict[int, set[int]] = {}
         weights: dict[int, int] = {}
@@ -210,24 +210,28 @@ class DeadlockDetector:
             )
             # Every branch: a statement over several backends ends only when each part has.
             await asyncio.gather(
-                *(self._control_query(conn.backend, f"KILL QUERY {conn.thread_id}")
+                *(self._control_query(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
                   for owner, conn in branches.values() if owner is victim)
             )  # fmt: skip
 
-    async def _waits(self, backend: str, threads: list[int]) -> list[tuple[str | None, ...]]:
+    async def _waits(self, backend: Backend, threads: list[int]) -> list[tuple[str | None, ...]]:
         """(thread, trx_weight, blocking thread) rows of our `threads` on the server of
-        `backend`; none when it can't answer (logged once until it answers again)."""
+        `backend`; none when it can't answer."""
         sql = _WAITS_SQL.format(",".join(str(t) for t in sorted(set(threads))))
         return await self._control_query(backend, sql) or []
 
-    async def _control_query(self, backend: str, sql: str) -> list[tuple[str | None, ...]] | None:
+    async def _control_query(
+        self, backend: Backend, sql: str
+    ) -> list[tuple[str | None, ...]] | None:
+        """Rows of `sql` on a control connection to `backend`'s server; None when it can't
+        answer (logged once until it answers again)."""
         pool = await self._pool(backend)
         if pool.down_until > time.monotonic():
             return None  # its connect failed moments ago (already logged)
         try:
             conn = await pool.acquire()
         except ProxyError as exc:
-            self._failed(backend, exc.message)
+            self._failed(backend.name, exc.message)
             return None
         ok = False
         try:
@@ -235,15 +239,15 @@ class DeadlockDetector:
             ok = True
         except ProxyError as exc:
             ok = not conn.broken
-            self._failed(backend, exc.message)
+            self._failed(backend.name, exc.message)
             return None
         except TimeoutError:
-            self._failed(backend, f"no answer within {CONTROL_TIMEOUT:.0f} s")
+            self._failed(backend.name, f"no answer within {CONTROL_TIMEOUT:.0f} s")
             return None
         finally:
             pool.release(conn, ok)
-        if self._failing.pop(backend, None) is not None:
-            log.info("deadlock check: backend '%s' answers again", backend)
+        if self._failing.pop(backend.name, None) is not None:
+            log.info("deadlock check: backend '%s' answers again", backend.name)
         return rows
 
     def _failed(self, backend: str, why: str) -> None:
@@ -251,9 +255,11 @@ class DeadlockDetector:
             self._failing[backend] = why
             log.warning("deadlock check on backend '%s' failed: %s", backend, why)
 
-    async def _pool(self, name: str) -> BackendPool:
-        """The control pool of backend `name`, renewed when a reload changed the backend."""
-        wanted = _control_settings(self.server.runtime.config.backends[name])
+    async def _pool(self, backend: Backend) -> BackendPool:
+        """The control pool of `backend` (as its sessions' connections were opened), renewed
+        when a reload changed the backend."""
+        name = backend.name
+        wanted = _control_settings(backend)
         pool = self._control.get(name)
         if pool is None or pool.backend != wanted:
             if pool is not None:

@@ -125,11 +125,11 @@ class FakeSession:
     deadlock_victim: bool = False
 
 
-def _pool(host: str) -> Any:
-    return SimpleNamespace(backend=SimpleNamespace(host=host, port=3306))
+def _pool(name: str, host: str) -> Any:
+    return SimpleNamespace(backend=SimpleNamespace(name=name, host=host, port=3306))
 
 
-SERVERS = {"ds0": _pool("h0"), "ds1": _pool("h1")}
+SERVERS = {"ds0": _pool("ds0", "h0"), "ds1": _pool("ds1", "h1")}
 
 
 def _session(sid: int, seq: int, threads: dict[str, int], running: float) -> FakeSession:
@@ -149,9 +149,9 @@ def _detector(
     detector = DeadlockDetector(server)  # type: ignore[arg-type]
     sent: list[tuple[str, str]] = []
 
-    async def control_query(backend: str, sql: str) -> list[tuple[str | None, ...]] | None:
-        sent.append((backend, sql))
-        return [] if sql.startswith("KILL") else answers.get(backend)
+    async def control_query(backend: Any, sql: str) -> list[tuple[str | None, ...]] | None:
+        sent.append((backend.name, sql))
+        return [] if sql.startswith("KILL") else answers.get(backend.name)
 
     detector._control_query = control_query  # type: ignore[method-assign]
     return detector, sent
@@ -222,10 +222,10 @@ def test_check_leaves_a_cycle_whose_statement_ended_meanwhile() -> None:
     detector, sent = _detector([one, two], {})
     answers = {"ds0": [("11", "1", None), ("12", "1", "11")], "ds1": [("21", "1", "22")]}
 
-    async def control_query(backend: str, sql: str) -> list[tuple[str | None, ...]] | None:
-        sent.append((backend, sql))
+    async def control_query(backend: Any, sql: str) -> list[tuple[str | None, ...]] | None:
+        sent.append((backend.name, sql))
         one.running_since = 0.0  # its statement ended while the servers answered
-        return answers.get(backend)
+        return answers.get(backend.name)
 
     detector._control_query = control_query  # type: ignore[method-assign]
     asyncio.run(detector.check(now=12.0))
