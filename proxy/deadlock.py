@@ -8,9 +8,9 @@ has a branch which transactions wait for which (information_schema.INNODB_LOCK_W
 INNODB_TRX), maps the backend thread ids to the sessions whose transactions hold those
 connections, and looks for cycles. In each cycle one session is the victim, the lightest by
 InnoDB's own measure (trx_weight: rows changed and locked, summed over its branches) and the
-youngest on a tie: its waiting statements are stopped with KILL QUERY on a control connection,
-and the session answers 1213 and rolls its whole transaction back (proxy.session), as it does
-for a deadlock InnoDB found.
+youngest on a tie: its statement is stopped with KILL QUERY on each of its branches (through
+a control connection), and the session answers 1213 and rolls its whole transaction back
+(proxy.session), as it does for a deadlock InnoDB found.
 
 Nothing runs while no transaction's statement runs: one timer is armed when such a statement
 starts, and servers are queried only when a statement has run past the threshold.
