@@ -27,6 +27,7 @@ from proxy import packets as p
 from proxy.backend import Backends
 from proxy.catalog import Catalog
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
+from proxy.deadlock import DeadlockDetector
 from proxy.http import HttpEndpoints, Readiness, scrape_registry
 from proxy.ids import SnowflakeIds, worker_for
 from proxy.metrics import Metrics, make_registry
@@ -90,6 +91,7 @@ class Server:
         )
         self._server: asyncio.Server | None = None
         self.sessions: dict[int, Session] = {}
+        self.deadlock = DeadlockDetector(self)  # lock-wait cycles through several backends
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.draining = False  # shutting down: sessions end after their transaction
         self._tls = _tls_context(config.listen)
@@ -220,6 +222,7 @@ class Server:
             self.cluster.close()
         if self._recovery is not None:
             self._recovery.cancel()
+        await self.deadlock.close()
         await self.runtime.backends.close()
         await self.runtime.coordinator.log.close()
 

@@ -14,14 +14,15 @@ import itertools
 import logging
 import re
 import struct
-from collections.abc import Sequence
-from time import perf_counter
+from collections.abc import Awaitable, Sequence
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING
 
 from proxy import packets as p
 from proxy.admin import admin_show, explain_shards, xa_transactions
 from proxy.backend import BackendConnection, BackendError, OkResult, assignment_sql
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
+from proxy.deadlock import DeadlockFound
 from proxy.diagnostics import Condition, Diagnostics, clears, fetch_all, fetch_conditions
 from proxy.executor import (
     Outcome,
@@ -141,6 +142,10 @@ class Session:
         self.busy = False  # running a command (graceful shutdown waits for it)
         self.statement = ""  # the client's text of the statement running (hints live there)
         self.active: list[BackendConnection] = []  # pooled connections of the running command
+        # When the running statement holding transaction branches started (0: none), and
+        # whether the deadlock detector chose it as a victim (proxy.deadlock).
+        self.running_since = 0.0
+        self.deadlock_victim = False
         self._statement_ids = itertools.count(1)
 
     def new_ids(self, count: int) -> list[int]:
@@ -681,7 +686,7 @@ class Session:
             send = with_time_limit(send, limit)
         try:
             if self.in_txn:
-                await self._run_in_transaction(plan, more, send)
+                await self._watched(self._run_in_transaction(plan, more, send), in_txn=True)
             else:
                 await self._run_autocommit(plan, more, send)
         finally:
@@ -740,7 +745,7 @@ class Session:
             await self._run_ddl(plan, more)
             return
         if plan.is_write:
-            await self._autocommit_write(plan, more)
+            await self._watched(self._autocommit_write(plan, more), in_txn=False)
             return
         per_backend = _group_by_backend(units)
         if any(len(g) > self.runtime.backends[b].backend.pool.max for b, g in per_backend.items()):
@@ -815,6 +820,33 @@ class Session:
         ok = _one_copy(plan, ok)
         self._keep(plan, ok.warnings, conditions)
         send_ok(self.channel, self._insert_result(plan, ok), self.status(more))
+
+    async def _watched(self, statement: Awaitable[None], in_txn: bool) -> None:
+        """Run a statement holding transaction branches, watched by the deadlock detector.
+
+        A victim's waiting statement was stopped (KILL QUERY): the whole transaction is rolled
+        back and the client gets 1213, as for a deadlock InnoDB found. A victim whose statement
+        ended otherwise (it had begun sending rows, or finished as it was picked) keeps its
+        open transaction only as a rolled-back one that fails every statement until ROLLBACK,
+        so nothing it did before can be committed by mistake; an autocommit write that
+        finished has committed, and stands."""
+        self.deadlock_victim = False
+        self.running_since = monotonic()
+        self.server.deadlock.watch()
+        try:
+            await statement
+        except ProxyError:
+            self.running_since = 0.0
+            if not self.deadlock_victim:
+                raise
+            await self.end_transaction(commit=False)
+            raise DeadlockFound() from None
+        finally:
+            self.running_since = 0.0
+        if self.deadlock_victim and in_txn:
+            await self.end_transaction(commit=False)
+            self.in_txn = True
+            self.txn_aborted = f"Transaction rolled back: {DeadlockFound().message}"
 
     async def _run_in_transaction(self, plan: QueryPlan, more: bool, send: Sender) -> None:
         units = plan.units

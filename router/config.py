@@ -43,6 +43,9 @@ class Transactions:
     instance_id: str | None = None
     # 0..1023, the instance's part of every generated key; None: a hash of instance_id.
     worker_id: int | None = None
+    # Seconds a statement of a transaction runs before the proxy looks for a lock-wait cycle
+    # through several backends (proxy/deadlock.py); 0: never.
+    deadlock_check_after: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,14 @@ _HTTP_KEYS = ("host", "port")
 _LOGGING_KEYS = ("format", "level", "slow_query_ms")
 _LOG_FORMATS = ("text", "json")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_TRANSACTION_KEYS = ("log_backend", "abort_after", "recovery_interval", "instance_id", "worker_id")
+_TRANSACTION_KEYS = (
+    "log_backend",
+    "abort_after",
+    "recovery_interval",
+    "instance_id",
+    "worker_id",
+    "deadlock_check_after",
+)
 _LISTEN_KEYS = ("host", "port", "shutdown_grace", "tls", "require_secure_transport", "workers")
 _TLS_KEYS = ("cert", "key")
 _USER_KEYS = ("name", "password", "databases", "admin")
@@ -324,6 +331,19 @@ class _Loader:
             return None
         return value
 
+    def seconds(self, node: Node, path: str) -> float | None:
+        """A duration in seconds, >= 0, whole or fractional."""
+        value = self.scalar(node, path)
+        if value is _INVALID:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(node, path, f"expected a number of seconds, got {_describe_value(value)}")
+            return None
+        if value < 0:
+            self.error(node, path, f"{value} is out of range (must be >= 0)")
+            return None
+        return float(value)
+
     def boolean(self, node: Node, path: str) -> bool | None:
         value = self.scalar(node, path)
         if value is _INVALID:
@@ -488,7 +508,13 @@ class _Loader:
             worker_id = self.integer(
                 entries["worker_id"][1], "transactions.worker_id", 0, WORKER_IDS - 1
             )
-        return Transactions(log_backend, abort_after, interval, instance_id, worker_id)
+        check_after = default.deadlock_check_after
+        if "deadlock_check_after" in entries:
+            seconds = self.seconds(
+                entries["deadlock_check_after"][1], "transactions.deadlock_check_after"
+            )
+            check_after = check_after if seconds is None else seconds
+        return Transactions(log_backend, abort_after, interval, instance_id, worker_id, check_after)
 
     def listener(self, node: Node) -> Listener:
         entries = self.mapping(node, "listen")

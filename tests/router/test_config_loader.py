@@ -552,6 +552,20 @@ def test_bad_files(text: str, expected: list[str]) -> None:
     assert problems(text) == expected
 
 
+def test_deadlock_check_after_takes_seconds_whole_or_fractional() -> None:
+    assert load_config_text(HEAD).transactions.deadlock_check_after == 1.0
+    for text, seconds in (("0.25", 0.25), ("3", 3.0), ("0", 0.0)):
+        config = load_config_text(HEAD + f"transactions: {{deadlock_check_after: {text}}}\n")
+        assert config.transactions.deadlock_check_after == seconds
+    assert problems(HEAD + "transactions: {deadlock_check_after: -1}\n") == [
+        "t.yaml:9: transactions.deadlock_check_after: -1 is out of range (must be >= 0)"
+    ]
+    assert problems(HEAD + "transactions: {deadlock_check_after: soon}\n") == [
+        "t.yaml:9: transactions.deadlock_check_after: expected a number of seconds,"
+        " got string 'soon'"
+    ]
+
+
 def test_load_config_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "proxy.yaml"
     path.write_text(HEAD + "      t: {backend: nope}\n")
