@@ -32,6 +32,7 @@ from proxy.ids import SnowflakeIds, worker_for
 from proxy.metrics import Metrics
 from proxy.names import NameMap
 from proxy.session import Session
+from proxy.stream import Stream
 from proxy.xa import Coordinator
 from router.config import Config, Listener
 from router.config_loader import load_config
@@ -96,7 +97,10 @@ class Server:
         self._catalog_sync = asyncio.ensure_future(self._sync_catalog())
         self._recovery = asyncio.ensure_future(self._recovery_loop())
         listen = self.runtime.config.listen
-        self._server = await asyncio.start_server(self._client, listen.host, listen.port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Stream(self._client), listen.host, listen.port
+        )
         log.info("listening on %s:%d as %s", listen.host, listen.port, self.server_version)
 
     @property
@@ -201,8 +205,8 @@ class Server:
             await asyncio.sleep(self.runtime.config.transactions.recovery_interval)
             await self._recover_once()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        channel = ClientChannel(reader, writer)
+    async def _client(self, stream: Stream) -> None:
+        channel = ClientChannel(stream)
         channel.error_counts = self.metrics.errors
         connection_id = next(self._ids)
         try:
@@ -396,5 +400,5 @@ def _password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:
 
 
 def _peer(channel: ClientChannel) -> str:
-    peer = channel.writer.get_extra_info("peername")
+    peer = channel.stream.get_extra_info("peername")
     return str(peer[0]) if peer else "localhost"
