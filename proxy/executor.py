@@ -37,6 +37,8 @@ _SELECT = re.compile(r"^\s*(\(\s*)*SELECT\b", re.IGNORECASE)
 def time_limit(statement: str, session_limit: int) -> int:
     """MySQL's time limit in milliseconds for a read (0: none): the statement's
     MAX_EXECUTION_TIME hint, else the session's max_execution_time."""
+    if "/*+" not in statement:  # the common case, without a regex search
+        return session_limit
     match = _HINT.search(statement)
     return int(match.group(1)) if match is not None else session_limit
 

@@ -59,7 +59,7 @@ from router.errors import (
     SpecificAccessDenied,
     UnknownDatabase,
 )
-from router.normalize import count_params
+from router.normalize import normalize
 from router.plan import (
     ADMIN_PLANS,
     METADATA_PLANS,
@@ -340,13 +340,15 @@ class Session:
     async def stmt_prepare(self, body: bytes) -> None:
         """COM_STMT_PREPARE: metadata from preparing the physical SQL of one data node."""
         sql = body.decode("utf-8", "surrogateescape")
-        num_params = count_params(sql)
+        normalized = normalize(sql)
+        num_params = normalized.literals.count(None)
         params_defs: list[bytes] = []
         column_defs: list[bytes] = []
         try:
             plan = self.runtime.router.plan(
-                sql, self.database, [None] * num_params, keep_markers=True, new_ids=self.new_ids
-            )
+                sql, self.database, [None] * num_params, keep_markers=True,
+                new_ids=self.new_ids, normalized=normalized,
+            )  # fmt: skip
         except (NoShardForValue, NotSupported):
             plan = None  # decided by the values at execution
         if isinstance(plan, QueryPlan) and plan.units and not plan.implicit_commit:
@@ -364,7 +366,7 @@ class Session:
                 # client sees a row: C clients bind exactly the columns announced here.
                 column_defs = column_defs[: len(column_defs) - plan.merge.hidden]
         stmt_id = next(self._statement_ids)
-        self.statements[stmt_id] = ClientStatement(stmt_id, sql, num_params)
+        self.statements[stmt_id] = ClientStatement(stmt_id, sql, num_params, normalized=normalized)
         if num_params and not params_defs:
             params_defs = [p.column_definition("?")] * num_params
         channel = self.channel
@@ -385,14 +387,18 @@ class Session:
         try:
             values = [param.value for param in params]
             router = self.runtime.router
+            normalized = stmt.normalized
             plan = router.plan(
-                stmt.sql, self.database, values, keep_markers=True, new_ids=self.new_ids
-            )
+                stmt.sql, self.database, values, keep_markers=True, new_ids=self.new_ids,
+                normalized=normalized,
+            )  # fmt: skip
             if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
-                await self.run_query(plan, False, make_sender(params))
+                await self.run_query(plan, False, make_sender(params, stmt.physical))
                 return
             # Answered with OK packets (or the proxy's own rows): run as text with the values.
-            plan = router.plan(stmt.sql, self.database, values, new_ids=self.new_ids)
+            plan = router.plan(
+                stmt.sql, self.database, values, new_ids=self.new_ids, normalized=normalized
+            )
             await self.run_plan(plan, False, binary=True)
         finally:
             self.server.metrics.statement(self, stmt.sql, plan, perf_counter() - started)
