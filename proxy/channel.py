@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ssl
+import struct
 
 from proxy import packets as p
 from proxy.stream import Stream
 
 # Flush to the socket once this much is buffered, so large results stream with bounded memory.
 HIGH_WATER = 256 * 1024
+# A frame header: 3 bytes of length and the sequence id, as one little-endian word.
+_HEADER = struct.Struct("<I")
 READ_CHUNK = 256 * 1024
 
 
@@ -162,6 +165,12 @@ class ClientChannel:
         return await self.read_packet()
 
     def send(self, payload: bytes) -> None:
+        if len(payload) < p.MAX_PAYLOAD:  # one frame: header and payload appended in place
+            out = self._out
+            out += _HEADER.pack(len(payload) | (self.seq & 0xFF) << 24)
+            out += payload
+            self.seq += 1
+            return
         data, self.seq = p.frame(payload, self.seq)
         self._out += data
 

@@ -184,7 +184,7 @@ async def relay_single(
             ok = dataclasses.replace(ok, last_insert_id=insert_id)
         send_ok(channel, ok, status)
         return Outcome(ok.affected_rows, ok.last_insert_id, ok.warnings)
-    channel.send(reader.head[4:])
+    channel.send_frame(reader.head)  # the column count, relayed as it came
     for column in reader.columns:
         channel.send(column)
     channel.send(p.with_eof_status(reader.column_eof, status))

@@ -678,12 +678,12 @@ class Session:
                 )  # fmt: skip
                 self._inserted(outcome.last_insert_id)
                 self._counted(outcome)
-                if _ASSIGNS.search(units[0].sql):
+                if _assigns(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             finally:
                 conn.pool.release(conn, not conn.broken)
             return
-        if _ASSIGNS.search(units[0].sql):
+        if _assigns(units[0].sql):
             raise NotSupported("assigning user variables (:=) in a statement over several shards")
         if plan.implicit_commit:
             await self._run_ddl(plan, more)
@@ -768,9 +768,9 @@ class Session:
                 )  # fmt: skip
                 self._inserted(outcome.last_insert_id)
                 self._counted(outcome)
-                if _ASSIGNS.search(units[0].sql):
+                if _assigns(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
-            elif _ASSIGNS.search(units[0].sql):
+            elif _assigns(units[0].sql):
                 raise NotSupported(
                     "assigning user variables (:=) in a statement over several shards"
                 )
@@ -862,6 +862,11 @@ class Session:
             self.channel.send(p.eof_packet(status, warnings))
         else:
             self.channel.send(p.ok_packet(status=status))
+
+
+def _assigns(sql: str) -> bool:
+    """Whether a statement assigns user variables (`@x := ...`); most have no `:=` at all."""
+    return ":=" in sql and _ASSIGNS.search(sql) is not None
 
 
 def _first(ids: tuple[int, ...]) -> int:
