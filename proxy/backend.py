@@ -105,17 +105,16 @@ class BackendConnection:
                 self.broken = True
                 raise self._lost(exc) from exc
 
-    async def read_frame(self) -> bytes:
-        """Read one raw wire frame, header included, for relaying without reassembly."""
+    def buffered_frame(self) -> bytes | None:
+        """The next raw wire frame if all of it is buffered, else None: replies usually
+        arrive whole, and cutting them without an await per frame is measurably cheaper."""
         buf = self._buf
-        if len(buf) - self._pos < 4:
-            await self._fill(4)
         pos = self._pos
+        if len(buf) - pos < 4:
+            return None
         end = pos + 4 + (buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16)
         if len(buf) < end:
-            await self._fill(end - pos)
-            pos = self._pos
-            end = pos + 4 + (buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16)
+            return None
         frame = bytes(buf[pos:end])
         if end == len(buf):
             buf.clear()
@@ -123,6 +122,32 @@ class BackendConnection:
         else:
             self._pos = end
         return frame
+
+    def buffered_packet(self) -> bytes | None:
+        """The next packet's payload if it is one frame (under 16 MB) buffered whole."""
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < 4:
+            return None
+        length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        if length == p.MAX_PAYLOAD or len(buf) - pos < 4 + length:
+            return None
+        frame = self.buffered_frame()
+        assert frame is not None
+        return frame[4:]
+
+    async def read_frame(self) -> bytes:
+        """Read one raw wire frame, header included, for relaying without reassembly."""
+        while True:
+            frame = self.buffered_frame()
+            if frame is not None:
+                return frame
+            buf = self._buf
+            pos = self._pos
+            if len(buf) - pos < 4:
+                await self._fill(4)
+            else:
+                await self._fill(4 + (buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16))
 
     async def read_packet(self) -> bytes:
         """Read one logical packet payload (16 MB frames joined)."""
@@ -301,7 +326,8 @@ class BackendPool:
             self._discard(conn)
             conn = await self._connect()
         try:
-            await conn.apply_state(state)
+            if conn.state != state:
+                await conn.apply_state(state)
         except BaseException:
             self.release(conn, clean=False)
             raise

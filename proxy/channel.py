@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import struct
+from collections.abc import Awaitable
 
 from proxy import packets as p
 from proxy.stream import Stream
@@ -159,10 +160,12 @@ class ClientChannel:
             if length < p.MAX_PAYLOAD:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def read_command(self) -> bytes:
-        """The next command packet; a command always starts a new sequence."""
+    def read_command(self) -> Awaitable[bytes]:
+        """The next command packet; a command always starts a new sequence.
+
+        A plain function returning read_packet's coroutine: one coroutine less per command."""
         self.seq = 0
-        return await self.read_packet()
+        return self.read_packet()
 
     def send(self, payload: bytes) -> None:
         if len(payload) < p.MAX_PAYLOAD:  # one frame: header and payload appended in place
@@ -186,6 +189,11 @@ class ClientChannel:
         if counts is not None:
             counts[code] = counts.get(code, 0) + 1
         self.send(p.err_packet(code, sqlstate, message))
+
+    @property
+    def full(self) -> bool:
+        """Whether enough is buffered that it should go out now (see flush)."""
+        return len(self._out) > HIGH_WATER
 
     async def flush(self) -> None:
         """Write and wait for the socket only when a lot is buffered (cheap on the hot path)."""

@@ -89,7 +89,8 @@ class ResultReader:
         self.sent = False  # whether its command went out (else there is nothing to drain)
 
     async def read_head(self) -> None:
-        frame = await self.conn.read_frame()
+        conn = self.conn
+        frame = conn.buffered_frame() or await conn.read_frame()
         self.head = frame
         kind = frame[4] if len(frame) > 4 else 0
         if kind == 0x00:
@@ -106,9 +107,14 @@ class ResultReader:
             self.done = True
         else:
             count, _ = p.read_lenenc_int(frame, 4)
+            column_definition = self.names.column_definition
             for _ in range(count or 0):
-                self.columns.append(self.names.column_definition(await self.conn.read_packet()))
-            self.column_eof = await self.conn.read_packet()
+                payload = conn.buffered_packet()
+                if payload is None:
+                    payload = await conn.read_packet()
+                self.columns.append(column_definition(payload))
+            payload = conn.buffered_packet()
+            self.column_eof = payload if payload is not None else await conn.read_packet()
 
     def _error(self, payload: bytes) -> ProxyError:
         code, sqlstate, message = p.parse_err(payload)
@@ -119,7 +125,7 @@ class ResultReader:
         conn = self.conn
         continuation = False
         while True:
-            frame = await conn.read_frame()
+            frame = conn.buffered_frame() or await conn.read_frame()
             length = len(frame) - 4
             if not continuation:
                 kind = frame[4] if length else 0
@@ -133,7 +139,8 @@ class ResultReader:
                     return
             channel.send_frame(frame)
             continuation = length == p.MAX_PAYLOAD
-            await channel.flush()
+            if channel.full:
+                await channel.drain()
 
     async def drain(self) -> None:
         """Consume the rest of this response so the connection is clean again."""
