@@ -242,7 +242,9 @@ def make_sender(params: Sequence[Param], physical: dict[str, tuple[str, list[int
                 physical.clear()
             unmarked = physical[unit.sql] = unmark(unit.sql)
         sql, indexes = unmarked
-        stmt_id = await backend_statement(conn, sql)
+        stmt_id = conn.statements.get(sql)  # prepared there before: no coroutine to await
+        if stmt_id is None:
+            stmt_id = await backend_statement(conn, sql)
         conn.send_command(p.COM_STMT_EXECUTE, encode_execute(stmt_id, [params[i] for i in indexes]))
 
     return send
