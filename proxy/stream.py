@@ -28,6 +28,9 @@ class Stream(asyncio.Protocol):
     def __init__(self, on_connected: Callable[[Stream], Coroutine[Any, Any, None]] | None = None):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        # Kept: CPython 3.11's asyncio.get_running_loop() makes a getpid() system call each
+        # time (two per statement, seen with strace), and this loop never changes.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.eof = False  # the peer closed its side or the connection is lost
         self._on_connected = on_connected
         self._task: asyncio.Task[None] | None = None
@@ -41,9 +44,10 @@ class Stream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self._loop = asyncio.get_running_loop()
         if self._on_connected is not None:
             # Kept here so the task isn't collected (asyncio.start_server does the same).
-            self._task = asyncio.get_running_loop().create_task(self._on_connected(self))
+            self._task = self._loop.create_task(self._on_connected(self))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -100,7 +104,8 @@ class Stream(asyncio.Protocol):
             self._read_paused = False
             assert self.transport is not None
             self.transport.resume_reading()
-        waiter = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        waiter = self._loop.create_future()
         self._waiter = waiter
         try:
             await waiter
@@ -130,7 +135,8 @@ class Stream(asyncio.Protocol):
         if self.lost:
             raise ConnectionResetError("connection lost")
         while self.write_paused:
-            waiter = asyncio.get_running_loop().create_future()
+            assert self._loop is not None
+            waiter = self._loop.create_future()
             self._drain_waiter = waiter
             await waiter
             if self.lost:
@@ -154,5 +160,6 @@ class Stream(asyncio.Protocol):
         stream.buffer += received
         transport.set_protocol(stream)
         stream.transport = transport
+        stream._loop = asyncio.get_running_loop()
         transport.resume_reading()
         return stream
