@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
+import struct
+from collections.abc import Awaitable
 
 from proxy import packets as p
+from proxy.stream import Stream
 
 # Flush to the socket once this much is buffered, so large results stream with bounded memory.
 HIGH_WATER = 256 * 1024
+# A frame header: 3 bytes of length and the sequence id, as one little-endian word.
+_HEADER = struct.Struct("<I")
 READ_CHUNK = 256 * 1024
 
 
@@ -23,9 +27,8 @@ class ProtocolViolation(Exception):
 class ClientChannel:
     """Frames outgoing payloads with the right sequence ids; reads whole incoming packets."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, stream: Stream):
+        self.stream = stream
         self.seq = 0
         # Larger than any backend's max_allowed_packet (MariaDB's default is 16 MB), small
         # enough that a client can't make the proxy buffer gigabytes.
@@ -33,7 +36,8 @@ class ClientChannel:
         # Outgoing bytes collect here and go out in one write per response (a write per
         # packet costs a system call each, which dominated the profile of a point select).
         self._out = bytearray()
-        self._in = bytearray()
+        # Packets are cut from the stream's own receive buffer; under TLS, from the plaintext.
+        self._in = stream.buffer
         self._pos = 0
         self._tls: ssl.SSLObject | None = None
         self._tls_in = self._tls_out = ssl.MemoryBIO()
@@ -44,20 +48,22 @@ class ClientChannel:
         """Read until `need` unread bytes are buffered (one await per segment, not per field)."""
         buf = self._in
         while len(buf) - self._pos < need:
-            chunk = await (self._read_tls() if self._tls is not None else self._read_raw())
             if self._pos:
                 del buf[: self._pos]
                 self._pos = 0
-            buf += chunk
+            if self._tls is not None:
+                buf += await self._read_tls()
+                continue
+            try:
+                await self.stream.receive()
+            except ConnectionError as exc:
+                raise ClientClosed() from exc
 
     async def _read_raw(self) -> bytes:
         try:
-            chunk = await self.reader.read(READ_CHUNK)
+            return await self.stream.take()
         except ConnectionError as exc:
             raise ClientClosed() from exc
-        if not chunk:
-            raise ClientClosed()
-        return chunk
 
     async def _read_tls(self) -> bytes:
         """Decrypted bytes, reading more ciphertext from the socket as TLS needs it."""
@@ -86,6 +92,7 @@ class ClientChannel:
         tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
         self._tls_in.write(bytes(self._in[self._pos :]))
         self._in.clear()
+        self._in = bytearray()  # plaintext from now on; the stream's buffer holds ciphertext
         self._pos = 0
         while True:
             try:
@@ -93,18 +100,30 @@ class ClientChannel:
                 break
             except ssl.SSLWantReadError:
                 self._flush_tls()
-                await self.writer.drain()
+                await self._drain_stream()
                 self._tls_in.write(await self._read_raw())
             except ssl.SSLError as exc:
                 raise ClientClosed() from exc
         self._flush_tls()
-        await self.writer.drain()
+        await self._drain_stream()
         self._tls = tls
 
     def _flush_tls(self) -> None:
         pending = self._tls_out.read()
         if pending:
-            self.writer.write(pending)
+            self._write(pending)
+
+    def _write(self, data: bytes | bytearray) -> None:
+        try:
+            self.stream.write(data)
+        except ConnectionError as exc:
+            raise ClientClosed() from exc
+
+    async def _drain_stream(self) -> None:
+        try:
+            await self.stream.drain()
+        except ConnectionError as exc:
+            raise ClientClosed() from exc
 
     @property
     def secure(self) -> bool:
@@ -141,12 +160,20 @@ class ClientChannel:
             if length < p.MAX_PAYLOAD:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def read_command(self) -> bytes:
-        """The next command packet; a command always starts a new sequence."""
+    def read_command(self) -> Awaitable[bytes]:
+        """The next command packet; a command always starts a new sequence.
+
+        A plain function returning read_packet's coroutine: one coroutine less per command."""
         self.seq = 0
-        return await self.read_packet()
+        return self.read_packet()
 
     def send(self, payload: bytes) -> None:
+        if len(payload) < p.MAX_PAYLOAD:  # one frame: header and payload appended in place
+            out = self._out
+            out += _HEADER.pack(len(payload) | (self.seq & 0xFF) << 24)
+            out += payload
+            self.seq += 1
+            return
         data, self.seq = p.frame(payload, self.seq)
         self._out += data
 
@@ -163,6 +190,11 @@ class ClientChannel:
             counts[code] = counts.get(code, 0) + 1
         self.send(p.err_packet(code, sqlstate, message))
 
+    @property
+    def full(self) -> bool:
+        """Whether enough is buffered that it should go out now (see flush)."""
+        return len(self._out) > HIGH_WATER
+
     async def flush(self) -> None:
         """Write and wait for the socket only when a lot is buffered (cheap on the hot path)."""
         if len(self._out) > HIGH_WATER:
@@ -170,14 +202,18 @@ class ClientChannel:
 
     async def drain(self) -> None:
         """Write everything buffered and wait until the socket takes it."""
-        if self._out:
+        out = self._out
+        if out:
             if self._tls is not None:
-                self._tls.write(bytes(self._out))
+                self._tls.write(out)
+                out.clear()
                 self._flush_tls()
             else:
-                self.writer.write(bytes(self._out))
-            self._out.clear()
-        await self.writer.drain()
+                # The transport may keep the buffer queued: hand it over, start a new one.
+                self._out = bytearray()
+                self._write(out)
+        if self.stream.write_paused or self.stream.lost:
+            await self._drain_stream()
 
     def close(self) -> None:
-        self.writer.close()
+        self.stream.close()

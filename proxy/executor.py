@@ -38,6 +38,8 @@ _SELECT = re.compile(r"^\s*(\(\s*)*SELECT\b", re.IGNORECASE)
 def time_limit(statement: str, session_limit: int) -> int:
     """MySQL's time limit in milliseconds for a read (0: none): the statement's
     MAX_EXECUTION_TIME hint, else the session's max_execution_time."""
+    if "/*+" not in statement:  # the common case, without a regex search
+        return session_limit
     match = _HINT.search(statement)
     return int(match.group(1)) if match is not None else session_limit
 
@@ -90,7 +92,8 @@ class ResultReader:
         self.sent = False  # whether its command went out (else there is nothing to drain)
 
     async def read_head(self) -> None:
-        frame = await self.conn.read_frame()
+        conn = self.conn
+        frame = conn.buffered_frame() or await conn.read_frame()
         self.head = frame
         kind = frame[4] if len(frame) > 4 else 0
         if kind == 0x00:
@@ -107,9 +110,14 @@ class ResultReader:
             self.done = True
         else:
             count, _ = p.read_lenenc_int(frame, 4)
+            column_definition = self.names.column_definition
             for _ in range(count or 0):
-                self.columns.append(self.names.column_definition(await self.conn.read_packet()))
-            self.column_eof = await self.conn.read_packet()
+                payload = conn.buffered_packet()
+                if payload is None:
+                    payload = await conn.read_packet()
+                self.columns.append(column_definition(payload))
+            payload = conn.buffered_packet()
+            self.column_eof = payload if payload is not None else await conn.read_packet()
 
     def _error(self, payload: bytes) -> ProxyError:
         code, sqlstate, message = p.parse_err(payload)
@@ -121,7 +129,7 @@ class ResultReader:
         continuation = False
         rows = 0
         while True:
-            frame = await conn.read_frame()
+            frame = conn.buffered_frame() or await conn.read_frame()
             length = len(frame) - 4
             if not continuation:
                 kind = frame[4] if length else 0
@@ -137,7 +145,8 @@ class ResultReader:
                 rows += 1
             channel.send_frame(frame)
             continuation = length == p.MAX_PAYLOAD
-            await channel.flush()
+            if channel.full:
+                await channel.drain()
 
     async def drain(self) -> None:
         """Consume the rest of this response so the connection is clean again."""
@@ -188,7 +197,7 @@ async def relay_single(
             ok = dataclasses.replace(ok, last_insert_id=insert_id)
         send_ok(channel, ok, status)
         return Outcome(ok.affected_rows, ok.last_insert_id, ok.warnings)
-    channel.send(reader.head[4:])
+    channel.send_frame(reader.head)  # the column count, relayed as it came
     for column in reader.columns:
         channel.send(column)
     channel.send(p.with_eof_status(reader.column_eof, status))

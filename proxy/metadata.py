@@ -451,7 +451,7 @@ def processlist_rows(
 
 def client_host(session: Session, with_port: bool = False) -> str:
     """The client's address as MySQL shows it: `127.0.0.1` (`127.0.0.1:50312` in PROCESSLIST)."""
-    peer = session.channel.writer.get_extra_info("peername")
+    peer = session.channel.stream.get_extra_info("peername")
     if not peer:
         return "localhost"
     return f"{peer[0]}:{peer[1]}" if with_port else str(peer[0])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy import packets as p
 from router.config import Config
 from router.metadata import catalog_database
 
 _WORD = re.compile(r"\w+")
+# Distinct column definitions remembered; beyond this the memo starts over.
+MEMO_COLUMNS = 2048
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class NameMap:
 
     databases: dict[str, str]  # physical db -> logical db
     tables: dict[str, str]  # physical table (lower) -> logical table
+    # Column definition payload -> its logical form: a statement shape gets the same bytes
+    # back every time, so each is decoded once (measured in docs/decisions.md, "Hot path").
+    _columns: dict[bytes, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config: Config) -> NameMap:
@@ -50,6 +55,15 @@ class NameMap:
 
     def column_definition(self, payload: bytes) -> bytes:
         """A column definition with its schema and table fields made logical."""
+        columns = self._columns
+        logical = columns.get(payload)
+        if logical is None:
+            if len(columns) >= MEMO_COLUMNS:
+                columns.clear()
+            logical = columns[payload] = self._logical_column(payload)
+        return logical
+
+    def _logical_column(self, payload: bytes) -> bytes:
         pos = 0
         fields = []
         for _ in range(6):

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from proxy import packets as p
 from proxy.backend import BackendConnection, BackendError
 from router.errors import ProxyError
+from router.normalize import Normalized
 from router.plan import Unit
 
 # Column types whose binary values are length-encoded strings.
@@ -53,6 +54,10 @@ class ClientStatement:
     num_params: int
     types: bytes | None = None  # the types of the last execute that bound them
     long_data: dict[int, bytearray] = field(default_factory=dict)
+    # Kept for every execution: the statement's shape (the router skips tokenizing it), and
+    # each physical SQL it ran as -> (that SQL with plain `?`, its parameter indexes).
+    normalized: Normalized | None = None
+    physical: dict[str, tuple[str, list[int]]] = field(default_factory=dict)
 
 
 def prepare_ok(stmt_id: int, columns: int, params: int, warnings: int = 0) -> bytes:
@@ -226,12 +231,20 @@ async def describe(conn: BackendConnection, sql: str) -> tuple[int, list[bytes],
     return params, param_defs, column_defs
 
 
-def make_sender(params: Sequence[Param]):
-    """Runs a unit as a backend prepared statement with the client's parameters."""
+def make_sender(params: Sequence[Param], physical: dict[str, tuple[str, list[int]]]):
+    """Runs a unit as a backend prepared statement with the client's parameters; `physical`
+    caches what `unmark` makes of each unit's SQL (ClientStatement.physical)."""
 
     async def send(conn: BackendConnection, unit: Unit) -> None:
-        sql, indexes = unmark(unit.sql)
-        stmt_id = await backend_statement(conn, sql)
+        unmarked = physical.get(unit.sql)
+        if unmarked is None:
+            if len(physical) >= BACKEND_STATEMENTS:
+                physical.clear()
+            unmarked = physical[unit.sql] = unmark(unit.sql)
+        sql, indexes = unmarked
+        stmt_id = conn.statements.get(sql)  # prepared there before: no coroutine to await
+        if stmt_id is None:
+            stmt_id = await backend_statement(conn, sql)
         conn.send_command(p.COM_STMT_EXECUTE, encode_execute(stmt_id, [params[i] for i in indexes]))
 
     return send

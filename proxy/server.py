@@ -33,6 +33,7 @@ from proxy.ids import SnowflakeIds, worker_for
 from proxy.metrics import Metrics, make_registry
 from proxy.names import NameMap
 from proxy.session import Session
+from proxy.stream import Stream
 from proxy.workers_control import WorkerControl, WorkerRole
 from proxy.xa import Coordinator
 from router.config import Config, Listener
@@ -121,8 +122,12 @@ class Server:
         self._recovery = asyncio.ensure_future(self._recovery_loop())
         listen = self.runtime.config.listen
         # SO_REUSEPORT: every worker binds the port; the kernel spreads connections over them.
-        self._server = await asyncio.start_server(
-            self._client, listen.host, listen.port, reuse_port=self.role is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Stream(self._client),
+            listen.host,
+            listen.port,
+            reuse_port=self.role is not None,
         )
         if self.cluster is not None:
             await self.cluster.start()
@@ -256,8 +261,8 @@ class Server:
             await asyncio.sleep(self.runtime.config.transactions.recovery_interval)
             await self._recover_once()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        channel = ClientChannel(reader, writer)
+    async def _client(self, stream: Stream) -> None:
+        channel = ClientChannel(stream)
         channel.error_counts = self.metrics.errors
         connection_id = next(self._ids)
         try:
@@ -451,5 +456,5 @@ def _password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:
 
 
 def _peer(channel: ClientChannel) -> str:
-    peer = channel.writer.get_extra_info("peername")
+    peer = channel.stream.get_extra_info("peername")
     return str(peer[0]) if peer else "localhost"

@@ -61,7 +61,7 @@ from router.errors import (
     SpecificAccessDenied,
     UnknownDatabase,
 )
-from router.normalize import count_params
+from router.normalize import normalize
 from router.plan import (
     ADMIN_PLANS,
     METADATA_PLANS,
@@ -352,13 +352,15 @@ class Session:
     async def stmt_prepare(self, body: bytes) -> None:
         """COM_STMT_PREPARE: metadata from preparing the physical SQL of one data node."""
         sql = body.decode("utf-8", "surrogateescape")
-        num_params = count_params(sql)
+        normalized = normalize(sql)
+        num_params = normalized.literals.count(None)
         params_defs: list[bytes] = []
         column_defs: list[bytes] = []
         try:
             plan = self.runtime.router.plan(
-                sql, self.database, [None] * num_params, keep_markers=True, new_ids=self.new_ids
-            )
+                sql, self.database, [None] * num_params, keep_markers=True,
+                new_ids=self.new_ids, normalized=normalized,
+            )  # fmt: skip
         except (NoShardForValue, NotSupported):
             plan = None  # decided by the values at execution
         if isinstance(plan, QueryPlan) and plan.units and not plan.implicit_commit:
@@ -376,7 +378,7 @@ class Session:
                 # client sees a row: C clients bind exactly the columns announced here.
                 column_defs = column_defs[: len(column_defs) - plan.merge.hidden]
         stmt_id = next(self._statement_ids)
-        self.statements[stmt_id] = ClientStatement(stmt_id, sql, num_params)
+        self.statements[stmt_id] = ClientStatement(stmt_id, sql, num_params, normalized=normalized)
         if num_params and not params_defs:
             params_defs = [p.column_definition("?")] * num_params
         channel = self.channel
@@ -398,20 +400,25 @@ class Session:
             values = [param.value for param in params]
             router = self.runtime.router
             sql = stmt.sql
+            normalized = stmt.normalized
             try:
                 plan = router.plan(
-                    sql, self.database, values, keep_markers=True, new_ids=self.new_ids
-                )
+                    sql, self.database, values, keep_markers=True, new_ids=self.new_ids,
+                    normalized=normalized,
+                )  # fmt: skip
             except ColumnListNeeded as need:  # INSERT t VALUES (?, ...): as in run_statement
                 sql = await self.runtime.catalog.with_column_list(need)
+                normalized = None
                 plan = router.plan(
                     sql, self.database, values, keep_markers=True, new_ids=self.new_ids
                 )
             if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
-                await self.run_query(plan, False, make_sender(params))
+                await self.run_query(plan, False, make_sender(params, stmt.physical))
                 return
             # Answered with OK packets (or the proxy's own rows): run as text with the values.
-            plan = router.plan(sql, self.database, values, new_ids=self.new_ids)
+            plan = router.plan(
+                sql, self.database, values, new_ids=self.new_ids, normalized=normalized
+            )
             await self.run_plan(plan, False, binary=True)
         finally:
             self.server.metrics.statement(self, stmt.sql, plan, perf_counter() - started)
@@ -734,12 +741,12 @@ class Session:
                 self._inserted(outcome.last_insert_id)
                 self._counted(outcome)
                 await self._noted(plan, outcome, [conn])
-                if _ASSIGNS.search(units[0].sql):
+                if _assigns(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
             finally:
                 conn.pool.release(conn, not conn.broken)
             return
-        if _ASSIGNS.search(units[0].sql):
+        if _assigns(units[0].sql):
             raise NotSupported("assigning user variables (:=) in a statement over several shards")
         if plan.implicit_commit:
             await self._run_ddl(plan, more)
@@ -869,9 +876,9 @@ class Session:
                 self._inserted(outcome.last_insert_id)
                 self._counted(outcome)
                 await self._noted(plan, outcome, [conn])
-                if _ASSIGNS.search(units[0].sql):
+                if _assigns(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
-            elif _ASSIGNS.search(units[0].sql):
+            elif _assigns(units[0].sql):
                 raise NotSupported(
                     "assigning user variables (:=) in a statement over several shards"
                 )
@@ -1014,6 +1021,11 @@ class Session:
             self.channel.send(p.eof_packet(status, warnings))
         else:
             self.channel.send(p.ok_packet(status=status))
+
+
+def _assigns(sql: str) -> bool:
+    """Whether a statement assigns user variables (`@x := ...`); most have no `:=` at all."""
+    return ":=" in sql and _ASSIGNS.search(sql) is not None
 
 
 def _first(ids: tuple[int, ...]) -> int:

@@ -170,8 +170,3 @@ def split_statements(sql: str) -> list[str]:
 def _add_statement(statements: list[str], piece: str) -> None:
     if normalize(piece).shape:
         statements.append(piece.strip())
-
-
-def count_params(sql: str) -> int:
-    """How many `?` parameter markers a statement has (outside strings and comments)."""
-    return normalize(sql).literals.count(None)

@@ -130,6 +130,7 @@ class Router:
         params: Sequence[object] | None = None,
         keep_markers: bool = False,
         new_ids: Callable[[int], Sequence[int]] | None = None,
+        normalized: Normalized | None = None,
     ) -> Plan:
         """The plan for one statement in a session whose current database is `database`.
 
@@ -137,14 +138,16 @@ class Router:
         `keep_markers`, the values still choose the shards but the physical SQL carries
         `param_marker(i)` where parameter i goes, so the proxy can prepare it on the backend.
         `new_ids(n)` supplies n generated keys for an INSERT that leaves out its table's
-        generated key column (without it, such an INSERT is refused).
+        generated key column (without it, such an INSERT is refused). `normalized` is
+        `normalize(sql)` when the caller keeps it (a prepared statement runs many times).
         """
         if params is None:
             cached = self._exact.get((database, sql))
             if cached is not None:
                 self.hits += 1
                 return cached
-        normalized = normalize(sql)
+        if normalized is None:
+            normalized = normalize(sql)
         if not normalized.shape:
             raise ProxyError("Query was empty", 1065, "42000")
         bindings = _bind(normalized, params, keep_markers)

@@ -135,7 +135,11 @@ class ShardedRoute:
         texts = bindings.texts
         template = self.template
         targets = self.targets
-        if self.scatter is not None and len(chosen) > 1:
+        if len(chosen) == 1:  # a point query: no generator for one unit
+            target = targets[chosen[0]]
+            unit = _unit(target, template.render(texts, target.names))
+            return QueryPlan((unit,), route, self.is_write)
+        if self.scatter is not None:
             scatter = self.scatter
             texts = scatter.texts(bindings)
             units = tuple(
