@@ -11,6 +11,7 @@ shard and is rendered by one `str.format` of its slot texts.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -179,7 +180,8 @@ def representative(rows: Rows, slot_count: int) -> Representative | None:
 class RowForm:
     """One row form: its literal slots, its shard key (slots numbered from the row's first;
     the row's generated key, if any, is slot `slots`), and for each target a `str.format`
-    pattern of the row with that target's table names in place."""
+    pattern of the row with that target's table names in place, whose `{}` fields take the
+    row's slot texts (and new key) in order: a shard's rows are one pattern, formatted once."""
 
     slots: int
     key: Source | None
@@ -215,43 +217,53 @@ class RowsRoute:
             if bindings.new_ids is None:
                 raise NotSupported(f"INSERT into '{self.table}' without its generated key")
             ids = tuple(bindings.new_ids(count))
-        cut_rows: list[tuple[int, tuple[str, ...]]] = []  # each row's form and slot texts
+        id_texts = [str(new_id) for new_id in ids]
+        head_slots = self.layout.head_slots
+        if order is None:  # row r's slots are starts[r]:starts[r + 1]
+            size = forms[0].slots
+            starts = [head_slots + row * size for row in range(count + 1)]
+        else:
+            starts = list(itertools.accumulate((forms[f].slots for f in order), initial=head_slots))
+        tail_texts = texts[starts[count] :]
         groups: dict[int, list[int]] = {}  # shard -> its rows
-        pos = self.layout.head_slots
-        for row in range(count):
-            index = 0 if order is None else order[row]
-            form = forms[index]
-            args = texts[pos : pos + form.slots]
-            if ids:
-                args += (str(ids[row]),)
-            cut_rows.append((index, args))
-            if algorithm is not None:
-                value = _key_value(form, pos, bindings, ids[row] if ids else None)
+        if algorithm is None:
+            every = list(range(count))  # every target gets every row
+            groups = {number: every for number in range(len(self.targets))}
+        else:
+            for row in range(count):
+                form = forms[0 if order is None else order[row]]
+                value = _key_value(form, starts[row], bindings, ids[row] if ids else None)
                 if value is UNKNOWN:
                     raise NotSupported(
                         f"INSERT into '{self.table}' with a computed shard key value"
                     )
                 groups.setdefault(algorithm.shard_for(value), []).append(row)
-            pos += form.slots
-        tail_texts = texts[pos:]
-
-        def unit(number: int, chosen: list[tuple[int, tuple[str, ...]]]) -> Unit:
+        units = []
+        for number in sorted(groups):
             target = self.targets[number]
             if target.problem is not None:
                 raise NotSupported(target.problem)
-            formats = [form.patterns[number].format for form in forms]
-            body = rows.separator.join([formats[index](*args) for index, args in chosen])
+            chosen = groups[number]
+            args: list[str] = []
+            for row in chosen:
+                args.extend(texts[starts[row] : starts[row + 1]])
+                if id_texts:
+                    args.append(id_texts[row])
+            if order is None:
+                pattern = rows.separator.join([forms[0].patterns[number]] * len(chosen))
+            else:
+                pattern = rows.separator.join(
+                    [forms[order[row]].patterns[number] for row in chosen]
+                )
             head = self.head.render(texts, target.names)
-            return Unit(target.backend, head + body + self.tail.render(tail_texts, target.names))
-
+            body = pattern.format(*args)
+            units.append(
+                Unit(target.backend, head + body + self.tail.render(tail_texts, target.names))
+            )
         if algorithm is None:
-            units = tuple(unit(number, cut_rows) for number in range(len(self.targets)))
-            return QueryPlan(units, self.route, True)
-        units = tuple(
-            unit(shard, [cut_rows[row] for row in groups[shard]]) for shard in sorted(groups)
-        )
+            return QueryPlan(tuple(units), self.route, True)
         route = Route.SINGLE if len(units) == 1 else Route.MULTI
-        return QueryPlan(units, route, True, generated_ids=ids)
+        return QueryPlan(tuple(units), route, True, generated_ids=ids)
 
 
 def _key_value(form: RowForm, start: int, bindings: Bindings, new_id: int | None) -> object:
@@ -262,7 +274,9 @@ def _key_value(form: RowForm, start: int, bindings: Bindings, new_id: int | None
     assert key is not None, "a sharded route's forms have keys"
     if key.index == form.slots and new_id is not None:
         return new_id
-    return Slot(start + key.index, key.negate).resolve(bindings)
+    if not key.negate:
+        return bindings.value(start + key.index)
+    return Slot(start + key.index, True).resolve(bindings)
 
 
 class RowsAt(NamedTuple):
@@ -322,6 +336,7 @@ def _pattern(
 ) -> str | None:
     """A row template as a `str.format` pattern over the row's slot texts (and new key)."""
     out = []
+    fields = []
     for part in template.parts:
         if isinstance(part, str):
             out.append(_escape(part))
@@ -329,13 +344,13 @@ def _pattern(
             return None
         elif part < 0:
             out.append(_escape(names[~part]))
-        elif first <= part < first + size:
-            out.append(f"{{{part - first}}}")
-        elif part == new_key:
-            out.append(f"{{{size}}}")
+        elif first <= part < first + size or part == new_key:
+            out.append("{}")
+            fields.append(size if part == new_key else part - first)
         else:
             return None
-    return "".join(out)
+    expected = list(range(size + (new_key is not None)))
+    return "".join(out) if fields == expected else None
 
 
 def _escape(text: str) -> str:
