@@ -43,8 +43,8 @@ class Rows(NamedTuple):
 
     `forms` are the distinct row forms, sorted, so the cache key doesn't depend on which form
     comes first; `layout[r]` is row r's form (None: every row has form 0). Rows sent together
-    are joined by `separator`, the statement's first (`,` or `, `), so a statement whose rows
-    all go to one shard is sent as it was written.
+    are joined by `separator`: `,` if the statement's first separator is that, else `, `, so
+    a statement whose rows all go to one shard is sent as written (with the usual separators).
     """
 
     head: str
@@ -82,7 +82,7 @@ def find_rows(shape: str) -> Rows | None:
         separator = _SEPARATOR.match(shape, end)
         if separator is None:
             break
-        joiner = joiner or separator.group()
+        joiner = joiner or ("," if separator.group() == "," else ", ")
         pos = separator.end()
     if len(order) < 2:
         return None
@@ -95,6 +95,10 @@ def find_rows(shape: str) -> Rows | None:
 
 
 def _row_end(shape: str, pos: int) -> int | None:
+    close = shape.find(")", pos)
+    row = shape[pos:close]
+    if close > 0 and "(" not in row[1:] and "`" not in row and "/*" not in row:
+        return close + 1  # no nested parentheses, quotes or hints (the common row): no scan
     depth = 0
     for token in _PARENS.finditer(shape, pos):
         text = token.group()

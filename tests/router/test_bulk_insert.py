@@ -240,3 +240,23 @@ def test_refusals_are_those_of_the_whole_statement(sql: str, code: int, message:
     with pytest.raises(ProxyError) as error:
         Router(config()).plan(sql, "shop")
     assert (error.value.code, error.value.message) == (code, message)
+
+
+def test_backticks_comments_and_hints_around_rows() -> None:
+    sql = (
+        "INSERT /*+ NO_RANGE_OPTIMIZATION(t) */ INTO `shop`.`orders` (`user_id`, `note`) "
+        "VALUES (1, 'a') /* one */, (2, `note`), -- two\n (5, CONCAT('(', ')'))"
+    )
+    result = plan(Router(config()), sql)
+    assert [(u.backend, u.sql) for u in result.units] == [
+        (
+            "ds0",
+            "INSERT /*+ NO_RANGE_OPTIMIZATION(t) */ INTO `orders_1` (`user_id`, `note`) "
+            "VALUES (1, 'a'), (5, CONCAT('(', ')'))",
+        ),
+        (
+            "ds1",
+            "INSERT /*+ NO_RANGE_OPTIMIZATION(t) */ INTO `orders_2` (`user_id`, `note`) "
+            "VALUES (2, `note`)",
+        ),
+    ]
