@@ -6,7 +6,7 @@ rows are found in the shape by a text scan: the head up to the first row, each r
 (`(?, ?, NULL)`, `(-?, NOW())`) and the tail after the last row. The planner caches one route
 per head, set of distinct row forms and tail, plans it from a statement with one row of each
 form, and instantiates it by cutting the literal slots row by row: each row goes to its key's
-shard and is rendered by one `str.format` of its slot texts.
+shard, and each shard's rows are rendered by one `str.format` of their slot texts.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def find_rows(shape: str) -> Rows | None:
     forms = tuple(sorted(seen))
     layout = None
     if len(forms) > 1:
-        rank = [forms.index(form) for form in seen]
+        position = {form: index for index, form in enumerate(forms)}
+        rank = [position[form] for form in seen]
         layout = [rank[index] for index in order]
     return Rows(shape[: head.end()], forms, shape[end:], len(order), layout, joiner)
 
