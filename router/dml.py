@@ -38,9 +38,10 @@ from router.route import (
     shard_targets,
     target_on_backend,
 )
+from router.rows import RowsAt, RowsRoute, build_route
 from router.scatter import plan_scatter_read
 from router.session_values import session_call_edits
-from router.template import Template
+from router.template import Edit, Template
 
 _VALUES_HEAD = re.compile(r"\s*\)\s*VALUES?\s*", re.I)
 _ROW_TOKENS = re.compile(
@@ -72,12 +73,15 @@ def plan_dml(
     slots: list[tuple[int, int]],
     session: Session,
     inline: bool,
-) -> CachedRoute:
+    rows: RowsAt | None = None,
+) -> CachedRoute | RowsRoute:
     """The route for a DML statement.
 
     `text` is the statement as parsed, `slots` the [start, end) of each literal slot in it.
     With `inline`, literals stay part of the template text (a plan for this text only);
     otherwise they become template slots (a plan for every statement of this shape).
+    With `rows`, the statement is an INSERT standing for one with many rows of its rows' forms
+    (router.rows): its route is a RowsRoute if it can be one.
     """
     if tree.find(exp.Into) is not None:
         raise NotSupported("SELECT ... INTO")
@@ -99,7 +103,7 @@ def plan_dml(
     rewriter.replace_database_calls(tree, current.name if current is not None else None)
     rewriter.edits.extend(session_call_edits(tree, text))
     if isinstance(tree, exp.Insert):
-        return _plan_insert(tree, text, tables, rewriter, values, session, len(slots))
+        return _plan_insert(tree, text, tables, rewriter, values, session, len(slots), rows)
     modified = _modified(tree, tables) if is_write else []
     template = Template.build(text, rewriter.edits)
     if tables.sharded:
@@ -221,7 +225,8 @@ def _plan_insert(
     values: ValueReader,
     session: Session,
     slot_count: int,
-) -> CachedRoute:
+    by_rows: RowsAt | None = None,
+) -> CachedRoute | RowsRoute:
     """`slot_count`: the statement's literal slots; generated keys get the slots after them."""
     schema = tree.this
     target_node = schema.this if isinstance(schema, exp.Schema) else schema
@@ -247,7 +252,24 @@ def _plan_insert(
             raise NotSupported(
                 f"INSERT into '{target.label}' reading sharded table '{sharded[0].label}'"
             )
-        return _plan_unsharded(tables, rewriter.refs, template, [target], True, session)
+        fixed = _plan_unsharded(tables, rewriter.refs, template, [target], True, session)
+        if by_rows is not None:
+            count = len(tree.expression.expressions)
+            spans = _rows_from(text, by_rows.first_row, count)
+            if spans is not None:
+                parts = _row_parts(text, rewriter.edits, spans)
+                routed = build_route(
+                    target.label,
+                    fixed.route,
+                    None,
+                    fixed.targets,
+                    parts,
+                    None,
+                    by_rows.layout,
+                    False,
+                )
+                return routed or fixed
+        return fixed
     if len(sharded) > 1:
         raise NotSupported(f"INSERT into sharded table '{target.label}' reading sharded tables")
     table = target.table
@@ -288,6 +310,20 @@ def _plan_insert(
             edits.append((end - 1, end - 1, (", ", slot_count + row)))
         template = Template.build(text, edits)
     first_key = slot_count if add_key else None
+    if by_rows is not None and spans is not None and spans[0][0] == by_rows.first_row:
+        parts = _row_parts(text, rewriter.edits, spans)
+        routed = build_route(
+            target.label,
+            Route.MULTI,
+            table.algorithm,
+            targets,
+            parts,
+            keys,
+            by_rows.layout,
+            add_key,
+        )
+        if routed is not None:
+            return routed
     if len(rows) == 1:  # nothing to split: every statement goes whole to one shard
         empty = Template(())
         return InsertRoute(
@@ -295,8 +331,7 @@ def _plan_insert(
         )
     if spans is None:
         raise NotSupported("this form of multi-row INSERT into a sharded table")
-    ranges = [(0, spans[0][0]), *spans, (spans[-1][1], len(text))]
-    head, *row_templates, tail = Template.build_ranges(text, rewriter.edits, ranges)
+    head, *row_templates, tail = _row_parts(text, rewriter.edits, spans)
     return InsertRoute(
         target.label,
         table.algorithm,
@@ -371,12 +406,22 @@ def _row_keys(
     return tuple(keys)
 
 
+def _row_parts(text: str, edits: list[Edit], spans: list[tuple[int, int]]) -> tuple[Template, ...]:
+    """Templates of an INSERT's head (up to the first row), each row, and tail."""
+    ranges = [(0, spans[0][0]), *spans, (spans[-1][1], len(text))]
+    return Template.build_ranges(text, edits, ranges)
+
+
 def _row_spans(text: str, after_columns: int, count: int) -> list[tuple[int, int]] | None:
     """Where each `(...)` row of `VALUES (...), (...)` sits, found from the column list's end."""
     head = _VALUES_HEAD.match(text, after_columns)
     if head is None:
         return None
-    pos = head.end()
+    return _rows_from(text, head.end(), count)
+
+
+def _rows_from(text: str, pos: int, count: int) -> list[tuple[int, int]] | None:
+    """Where each of `count` rows `(...), (...)` sits, the first at `pos`."""
     spans = []
     for number in range(count):
         if text[pos : pos + 1] != "(":

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_STRING = r"""(?:'(?:[^'\\]|\\.|'')*+'|"(?:[^"\\]|\\.|"")*+")"""
+# Strings as "unrolled loops": a run of plain characters per step, not one character per
+# alternation (twice as fast over the long strings of a bulk INSERT).
+_STRING = r"""(?:'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+'|"[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+")"""
 
 # Only real character sets are introducers: `_col 'x'` is a column with an alias otherwise.
 _CHARSETS = (
@@ -35,9 +37,9 @@ _NOT_IN_WORD = r"(?<![\w$].)"
 _NOT_IN_NUMBER = r"(?<![\w$.].)"
 _MORE_STRINGS = rf"(?:\s*{_STRING})*+"  # 'a' 'b' is one literal, 'ab'
 _LITERAL = _alternatives(
-    r"'(?:[^'\\]|\\.|'')*+'" + _MORE_STRINGS,
-    r'"(?:[^"\\]|\\.|"")*+"' + _MORE_STRINGS,
-    *(rf"{n}(?='){_NOT_IN_WORD}'(?:[^'\\]|\\.|'')*+'{_MORE_STRINGS}" for n in "nN"),
+    r"'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+'" + _MORE_STRINGS,
+    r'"[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+"' + _MORE_STRINGS,
+    *(rf"{n}(?='){_NOT_IN_WORD}'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+'{_MORE_STRINGS}" for n in "nN"),
     *(rf"{x}(?='){_NOT_IN_WORD}'[0-9a-fA-F]*'" for x in "xX"),
     *(rf"{b}(?='){_NOT_IN_WORD}'[01]*'" for b in "bB"),
     rf"_(?=\w+\s*['\"]){_NOT_IN_WORD}(?i:{_CHARSETS})\s*{_STRING}{_MORE_STRINGS}",

@@ -28,6 +28,7 @@ from router.parse import parse, syntax_error
 from router.plan import ExplainShards, MetadataPlan, Plan, QueryPlan, Unit
 from router.predicates import Bindings
 from router.route import CachedRoute
+from router.rows import Rows, RowsAt, RowsRoute, find_rows, representative
 from router.statements import (
     plan_describe,
     plan_set,
@@ -43,8 +44,9 @@ _DML = frozenset({"SELECT", "WITH", "INSERT", "REPLACE", "UPDATE", "DELETE", "("
 _DDL = frozenset({"CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME"})
 _TRANSACTION = frozenset({"BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"})
 _DESCRIBE = frozenset({"DESCRIBE", "DESC", "EXPLAIN"})
-# Statements longer than this are planned every time: bulk INSERTs vary their row count, so
-# each would be a new shape, and caching them held ~3 MB per plan (measured in BENCHMARKS.md).
+# Statements longer than this are planned every time (a long IN list is a new shape for each
+# length), as are multi-row INSERTs whose row forms, head and tail are longer than this: caching
+# a plan per row count held ~3 MB each (measured in BENCHMARKS.md). See router.rows.
 MAX_CACHED_TEXT = 64 * 1024
 _ADMIN = frozenset({"EXPLAIN", "SHOW", "RELOAD", "KILL"})
 # Statements MySQL knows that the proxy refuses by name rather than as a syntax error.
@@ -111,6 +113,8 @@ class _ExactOnly:
 EXACT_ONLY = _ExactOnly()
 
 CacheKey = tuple[str | None, str]
+# A multi-row INSERT's route: by database, head, distinct row forms and tail (router.rows).
+RowsKey = tuple[str | None, str, tuple[str, ...], str]
 
 
 class Router:
@@ -120,6 +124,8 @@ class Router:
         self.config = config
         self._shapes: LruCache[CacheKey, CachedRoute | _ExactOnly] = LruCache(cache_size)
         self._exact: LruCache[CacheKey, Plan] = LruCache(cache_size)
+        # EXACT_ONLY here: plan statements of this key as a whole, as other shapes are.
+        self._rows: LruCache[RowsKey, RowsRoute | _ExactOnly] = LruCache(cache_size)
         self.hits = 0  # statements planned without parsing
         self.misses = 0  # statements that needed sqlglot or a statement recognizer
 
@@ -152,6 +158,11 @@ class Router:
             raise ProxyError("Query was empty", 1065, "42000")
         bindings = _bind(normalized, params, keep_markers)
         bindings.new_ids = new_ids
+        rows = find_rows(normalized.shape)
+        if rows is not None:
+            by_rows = self._plan_rows(normalized, rows, bindings, database)
+            if by_rows is not None:
+                return by_rows
         key = (database, normalized.shape)
         route = self._shapes.get(key)
         planned = route is None
@@ -186,6 +197,48 @@ class Router:
             self._exact.put(exact_key, plan)
         return plan
 
+    def _plan_rows(
+        self, normalized: Normalized, rows: Rows, bindings: Bindings, database: str | None
+    ) -> Plan | None:
+        """A multi-row INSERT by the forms of its rows; None: plan it as a whole instead."""
+        key = (database, rows.head, rows.forms, rows.tail)
+        route = self._rows.get(key)
+        if route is None:
+            route = self._plan_row_forms(normalized, rows, bindings, Session(self.config, database))
+            if route is None:
+                return None
+            if len(rows.head) + sum(map(len, rows.forms)) + len(rows.tail) <= MAX_CACHED_TEXT:
+                self._rows.put(key, route)
+            self.misses += isinstance(route, RowsRoute)
+        else:
+            self.hits += isinstance(route, RowsRoute)
+        return route.instantiate(bindings, rows) if isinstance(route, RowsRoute) else None
+
+    def _plan_row_forms(
+        self, normalized: Normalized, rows: Rows, bindings: Bindings, session: Session
+    ) -> RowsRoute | _ExactOnly | None:
+        """The route of a statement with one row of each form (None: it has an error, which
+        planning the whole statement reports with the right row number or position)."""
+        stand_in = representative(rows, len(normalized.literals))
+        if stand_in is None:
+            return EXACT_ONLY
+        literals, texts = normalized.literals, bindings.texts
+        stand_ins = tuple(texts[i] if literals[i] is not None else "0" for i in stand_in.slots)
+        text, slots = _splice(stand_in.fragments, stand_ins)
+        head_slots = stand_in.layout.head_slots
+        first_row = len(rows.head) - head_slots + sum(map(len, stand_ins[:head_slots]))
+        try:
+            tree = _parse_dml(text)
+            if needs_literals(tree, text, slots):
+                return EXACT_ONLY
+            at = RowsAt(first_row, stand_in.layout)
+            route = plan_dml(tree, text, slots, session, inline=False, rows=at)
+        except ColumnListNeeded as need:
+            raise _in_client_form(need, normalized) from None
+        except ProxyError:
+            return None
+        return route if isinstance(route, RowsRoute) else EXACT_ONLY
+
     def _plan_shape(
         self, normalized: Normalized, bindings: Bindings, session: Session
     ) -> CachedRoute | _ExactOnly:
@@ -198,7 +251,7 @@ class Router:
         tree = _parse_dml(text)
         if needs_literals(tree, text, slots):
             return EXACT_ONLY
-        return plan_dml(tree, text, slots, session, inline=False)
+        return cast(CachedRoute, plan_dml(tree, text, slots, session, inline=False))
 
     def _plan_text(
         self, text: str, slots: list[tuple[int, int]], bindings: Bindings, session: Session
@@ -213,7 +266,8 @@ class Router:
                 return admin
         if keyword in _DML:
             tree = _parse_dml(text)
-            return plan_dml(tree, text, slots, session, inline=True).instantiate(bindings)
+            route = cast(CachedRoute, plan_dml(tree, text, slots, session, inline=True))
+            return route.instantiate(bindings)
         if keyword in _DDL:
             return plan_ddl(text, session)
         if keyword == "USE":

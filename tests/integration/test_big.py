@@ -1,6 +1,7 @@
 """Big things through the proxy: packets over 16 MB both ways, results larger than the proxy
 should ever hold, and statement time limits.
 
+- A multi-row INSERT over 16 MB of rows of mixed forms leaves the rows a plain MariaDB has.
 - A BLOB over 16 MB goes in as one INSERT (the client splits it into 16 MB frames), and comes
   back in a row of more than 16 MB, in the text and binary protocols.
 - A 200k-row scatter read (about 100 MB) streams: read with PyMySQL's unbuffered SSCursor while
@@ -26,7 +27,7 @@ import pytest
 from conftest import retarget_config
 
 if TYPE_CHECKING:
-    from conftest import Cluster, ProxyFactory, ProxyProcess
+    from conftest import Cluster, ProxyFactory, ProxyProcess, ReferenceDB
 
 BIG_CONFIG = """\
 users: [{name: app, password: app}]
@@ -39,6 +40,7 @@ databases:
     tables:
       blobs: {shard_key: k, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
       many: {shard_key: k, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
+      bulk: {shard_key: k, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
 """
 MAX_PACKET = 64 << 20
 BLOB_SIZE = (16 << 20) + 4096  # just over one 16 MB frame
@@ -169,6 +171,65 @@ def test_packets_of_exactly_16_mb_minus_one(blobs: pymysql.Connection) -> None:
         assert cursor.fetchall() == (("y" * (0xFFFFFF - 4),),)
         cursor.execute("SELECT 'after'")
         assert cursor.fetchall() == (("after",),)
+
+
+BULK_TABLE = "CREATE TABLE bulk (k BIGINT PRIMARY KEY, s VARCHAR(200), n INT, d DECIMAL(9, 2))"
+
+
+def bulk_row(k: int) -> str:
+    """Row k of the bulk INSERT: its form varies (NULL, negative numbers, expressions), its
+    strings hold commas, parentheses and quotes."""
+    text = f"'row {k}, (of {k % 97}) it''s \\' \"q\" {'x' * (k % 150)}'"
+    kind = k % 7
+    if kind == 0:
+        return f"({k}, NULL, -{k % 1000}, NULL)"
+    if kind == 1:
+        return f"({k}, {text}, {k} - 5, -{k % 1000}.25)"
+    if kind == 2:
+        return f"({k}, CONCAT('c', {k}), NULL, 1.5)"
+    return f"({k}, {text}, {k % 100000}, {k % 10000}.{k % 100:02d})"
+
+
+def test_bulk_insert_over_16_mb_leaves_the_rows_mariadb_has(
+    big_proxy: ProxyProcess, reference_db: ReferenceDB
+) -> None:
+    """One INSERT of ~17 MB (the client sends it in two frames): the proxy splits its rows by
+    shard and commits them across both backends; the table then reads as on one MariaDB."""
+    rows = []
+    size = 0
+    while size < (17 << 20):
+        rows.append(bulk_row(len(rows)))
+        size += len(rows[-1]) + 1
+    sql = "INSERT INTO bulk (k, s, n, d) VALUES " + ",".join(rows)
+    instance = reference_db.instance
+    (before,) = instance.execute("SELECT @@global.max_allowed_packet")
+    instance.execute(f"SET GLOBAL max_allowed_packet = {MAX_PACKET}")
+    try:
+        direct = instance.connect(reference_db.database, max_allowed_packet=MAX_PACKET)
+        direct_rows = _insert_and_read(direct, sql)
+        direct.close()
+    finally:
+        instance.execute(f"SET GLOBAL max_allowed_packet = {before[0]}")
+    proxied = connect(big_proxy, read_timeout=300)
+    try:
+        assert _insert_and_read(proxied, sql) == direct_rows
+    finally:
+        with proxied.cursor() as cursor:
+            cursor.execute("DROP TABLE bulk")
+        proxied.close()
+    assert len(direct_rows) == len(rows) and direct_rows[0] == (0, None, 0, None)
+
+
+def _insert_and_read(conn: pymysql.Connection, sql: str) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bulk")
+        cursor.execute(BULK_TABLE)
+        cursor.execute(sql)
+        count = cursor.rowcount
+        cursor.execute("SELECT k, s, n, d FROM bulk ORDER BY k")
+        rows = list(cursor.fetchall())
+    assert count == len(rows)
+    return rows
 
 
 # --- results larger than memory --------------------------------------------------------------
