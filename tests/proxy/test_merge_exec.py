@@ -13,6 +13,7 @@ from proxy import packets as p
 from proxy.channel import HIGH_WATER, ClientChannel
 from proxy.merge_exec import merge_reads
 from proxy.names import NameMap
+from proxy.stream import Stream
 from router.plan import (
     Concat,
     Key,
@@ -38,32 +39,41 @@ class ReplayBackend:
     def __init__(self, payloads: list[bytes]):
         self.frames = deque(p.frame(payload, seq)[0] for seq, payload in enumerate(payloads, 1))
 
+    def buffered_frame(self) -> bytes | None:
+        return self.frames.popleft() if self.frames else None
+
     async def read_frame(self) -> bytes:
         return self.frames.popleft()
+
+    def buffered_packet(self) -> bytes | None:
+        return self.frames.popleft()[4:] if self.frames else None
 
     async def read_packet(self) -> bytes:
         return (await self.read_frame())[4:]
 
 
-class CountingWriter:
-    """Takes what the client channel writes and remembers how much was written."""
+class CountingTransport(asyncio.Transport):
+    """Takes what the client channel writes and remembers it all."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.data = bytearray()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self.data += data
 
-    async def drain(self) -> None:
-        await asyncio.sleep(0)
+    def is_closing(self) -> bool:
+        return False
 
 
 class MeasuredChannel(ClientChannel):
     """A client channel that records the most bytes it held unwritten at any time."""
 
     def __init__(self) -> None:
-        self.sink = CountingWriter()
-        super().__init__(None, self.sink)  # type: ignore[arg-type]
+        self.sink = CountingTransport()
+        stream = Stream()
+        stream.connection_made(self.sink)
+        super().__init__(stream)
         self.most_held = 0
 
     def send(self, payload: bytes) -> None:
@@ -114,13 +124,14 @@ def test_merged_rows_reach_the_client_with_bounded_buffering(merge: Any) -> None
     shards = [range(0, 2 * ROWS_PER_SHARD, 2), range(1, 2 * ROWS_PER_SHARD, 2)]
     conns = [ReplayBackend(shard_result(ids)) for ids in shards]
     plan = QueryPlan((Unit("ds0", "q"), Unit("ds1", "q")), Route.SCATTER, merge=merge)
-    channel = MeasuredChannel()
 
-    async def run() -> None:
+    async def run() -> MeasuredChannel:
+        channel = MeasuredChannel()  # its stream needs the running loop
         await merge_reads(conns, plan, channel, NameMap({}, {}), 2, no_send)  # type: ignore[arg-type]
         await channel.drain()
+        return channel
 
-    asyncio.run(run())
+    channel = asyncio.run(run())
     rows = client_rows(bytes(channel.sink.data))
     # The client's rows are the shards' own, the hidden column cut off, in key order.
     expected = [b"\x00\x00" + i.to_bytes(4, "little") + p.lenenc_str(TEXT) for i in range(6000)]
