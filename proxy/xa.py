@@ -599,11 +599,11 @@ class Coordinator:
             if conn.broken:
                 return False
             xid = xid_sql(gtrid, conn.backend)
-            # The branch may be ACTIVE, IDLE, PREPARED or ROLLBACK ONLY; END fails harmlessly
-            # when it is not ACTIVE.
-            with contextlib.suppress(BackendError):
-                await conn.execute(f"XA END {xid}")
             try:
+                # The branch may be ACTIVE, IDLE, PREPARED or ROLLBACK ONLY; END fails
+                # harmlessly when it is not ACTIVE.
+                with contextlib.suppress(BackendError):
+                    await conn.execute(f"XA END {xid}")
                 await conn.execute(f"XA ROLLBACK {xid}")
             except BackendError as exc:
                 if exc.code == ER_XAER_NOTA:
