@@ -284,7 +284,9 @@ class Server:
         except (ClientClosed, ConnectionError, TimeoutError, ProtocolViolation):
             pass
         except asyncio.CancelledError:
-            log.info("connection %d closed by shutdown", connection_id)
+            log.info(
+                "connection %d closed by %s", connection_id, "shutdown" if self.draining else "KILL"
+            )
         except Exception:
             log.exception("connection %d failed", connection_id)
         finally:

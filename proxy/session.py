@@ -48,7 +48,7 @@ from proxy.prepared import (
     prepare_ok,
     unmark,
 )
-from proxy.xa import XaError, XaStartFailed, xid_sql
+from proxy.xa import XaError, XaStartFailed, returned, xid_sql
 from router import session_values
 from router.errors import (
     BackendUnavailable,
@@ -341,11 +341,10 @@ class Session:
             except ProxyError:
                 continue
             try:
-                await killer.execute(f"KILL QUERY {conn.thread_id}")
+                with returned(killer):
+                    await killer.execute(f"KILL QUERY {conn.thread_id}")
             except ProxyError as exc:
                 log.info("KILL QUERY %d on %s: %s", conn.thread_id, conn.backend, exc.message)
-            finally:
-                pool.release(killer, not killer.broken)
 
     # --- prepared statements ----------------------------------------------------------------
 
@@ -606,6 +605,7 @@ class Session:
         written = self.txn_written
         gtrid = self.gtrid
         aborted = self.txn_aborted
+        may_carry = self.next_transaction is None
         self.txn_written = set()
         self.txn_conns = {}
         self.gtrid = None
@@ -616,8 +616,32 @@ class Session:
             raise XaError(aborted)
         if not conns or gtrid is None:
             return
-        coordinator = self.runtime.coordinator
+        # A KILL (or shutdown) cancels this task: the commit or rollback runs to its end all
+        # the same, as MariaDB finishes a COMMIT it started, and the session ends after it.
+        # Stopped midway, it would leave answers unread and branches attached.
+        ending = asyncio.ensure_future(self._end_branches(commit, gtrid, conns, written, may_carry))
         try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            while not ending.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([ending])
+            if not ending.cancelled():
+                ending.exception()  # the client is gone: nobody to tell
+            raise
+
+    async def _end_branches(
+        self,
+        commit: bool,
+        gtrid: str,
+        conns: list[BackendConnection],
+        written: set[str],
+        may_carry: bool,
+    ) -> None:
+        coordinator = self.runtime.coordinator
+        with contextlib.ExitStack() as releases:
+            for conn in conns:
+                releases.enter_context(returned(conn))
             if commit:
                 # Branches that only read have nothing to make durable: they end in one phase
                 # (no PREPARE, no decision row, no log flush), and two-phase commit runs only
@@ -625,12 +649,9 @@ class Session:
                 writers = [c for c in conns if c.backend in written]
                 await _end_read_only(gtrid, [c for c in conns if c.backend not in written])
                 if writers:
-                    await coordinator.commit(gtrid, writers)
+                    await coordinator.commit(gtrid, writers, may_carry)
             else:
                 await coordinator.rollback(gtrid, conns)
-        finally:
-            for conn in conns:
-                conn.pool.release(conn, not conn.broken)
 
     def default_backend(self) -> str:
         config = self.runtime.config

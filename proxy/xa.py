@@ -26,8 +26,9 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from proxy import packets as p
 from proxy.backend import BackendConnection, BackendError, BackendPool, Backends
@@ -35,6 +36,8 @@ from router.config import Backend, PoolSize
 from router.errors import BackendUnavailable, ProxyError
 
 log = logging.getLogger("shardproxy.xa")
+
+T = TypeVar("T")
 
 FORMAT_ID = 0x5350  # "SP": only branches with this format id are ours to recover
 LOG_TABLE = "shardproxy_xa_log"
@@ -57,8 +60,18 @@ KEEP_ABORT_SECONDS = 3600
 CRASH_ENV = "SHARDPROXY_CRASH_AT"
 DELAY_ENV = "SHARDPROXY_DELAY_AT"
 FAILPOINTS = ("after_prepare", "before_decision", "after_decision")
-# Session variables that move CURRENT_TIMESTAMP away from the server's own clock.
-_CLOCK_VARIABLES = frozenset({"time_zone", "timestamp"})
+# The session state a branch may have and still carry the decision row: only these leave the
+# INSERT and its commit as in a fresh autocommit session (no read-only transaction, no statement
+# or lock wait limit, no binlog switch, CURRENT_TIMESTAMP on the log server's clock).
+_CARRIER_STATE = frozenset(
+    {"names", "character set", "character_set_client", "character_set_connection",
+     "character_set_results", "collation_connection", "sql_mode", "autocommit",
+     "tx_isolation", "transaction_isolation"}
+)  # fmt: skip
+# SET SESSION TRANSACTION reads back tx_read_only even when it only set the isolation level.
+_READ_WRITE = frozenset({("tx_read_only", "0"), ("transaction_read_only", "0")})
+# `backends` in the log is VARCHAR(1024), and only for people: longer lists are cut.
+BACKENDS_COLUMN = 1024
 
 
 async def _failpoint(name: str) -> None:
@@ -88,8 +101,34 @@ class XaOutcomeUnknown(ProxyError):
     code, sqlstate = 2013, "HY000"
 
 
+class DecisionNotSent(BackendUnavailable):
+    """Nothing reached the decision log (no connection to it): no decision can have landed."""
+
+
+@contextlib.contextmanager
+def returned(conn: BackendConnection) -> Iterator[BackendConnection]:
+    """Give `conn` back to its pool when the block ends, clean only if its last answer was read
+    in full: after a normal end or a ProxyError (an ERR answer; a lost connection marks itself
+    broken). After anything else, a KILL's or shutdown's cancel above all, an answer may still
+    be on its way, so the connection is closed rather than handed to another session."""
+    try:
+        yield conn
+    except BaseException as exc:
+        if not isinstance(exc, ProxyError):
+            conn.broken = True
+        raise
+    finally:
+        conn.pool.release(conn, not conn.broken)
+
+
 def xid_sql(gtrid: str, bqual: str) -> str:
     return f"'{gtrid}','{bqual}',{FORMAT_ID}"
+
+
+def backends_value(names: Iterable[str]) -> str:
+    """The `backends` column of a decision: sorted, comma-separated, cut to fit the column."""
+    text = ",".join(sorted(names))
+    return text if len(text) <= BACKENDS_COLUMN else text[: BACKENDS_COLUMN - 3] + "..."
 
 
 def log_id(backend: Backend) -> str:
@@ -166,7 +205,9 @@ class DecisionLog:
 
         Raises BackendError when the insert was refused (nothing recorded) and another
         ProxyError when the log was lost: then the insert may or may not have landed."""
-        names = ",".join(sorted(backends))
+        return await self._decide_row(gtrid, decision, instance, backends_value(backends))
+
+    async def _decide_row(self, gtrid: str, decision: str, instance: str, names: str) -> str:
         for _ in range(3):
             try:
                 await self._execute(self.insert_sql([(gtrid, decision, instance, names)]))
@@ -188,7 +229,7 @@ class DecisionLog:
         Returns once the decision that stands is durable; raises as `decide` does, for this
         transaction alone. A decision still waiting at `deadline` (monotonic) is not inserted:
         BackendError, so its coordinator rolls back rather than race recovery."""
-        pending = _Pending(gtrid, instance, ",".join(sorted(backends)), deadline)
+        pending = _Pending(gtrid, instance, backends_value(backends), deadline)
         self._waiting.append(pending)
         if self._inserter is None:
             self._inserter = asyncio.create_task(self._insert_waiting())
@@ -219,23 +260,25 @@ class DecisionLog:
         try:
             await self._execute(self.insert_sql(rows))
         except BackendError as exc:
-            if exc.code != ER_DUP_ENTRY or len(batch) == 1:
-                for pending in batch:
-                    pending.fail(exc)
+            if len(batch) == 1:
+                batch[0].fail(exc)
                 return
-            # Recovery decided one of them first (ABORT): the batch inserted nothing. Each
-            # decision again on its own, so only that transaction is refused.
-            await asyncio.gather(*(self._decide_alone(p) for p in batch))
+            # The batch inserted nothing: one row was refused (a duplicate is recovery's ABORT,
+            # decided first). Each decision again on its own, so only that one is refused.
+            try:
+                await asyncio.gather(*(self._decide_alone(p) for p in batch))
+            finally:
+                for pending in batch:  # only when cancelled (the log is closing)
+                    pending.fail(BackendUnavailable("XA decision log closed during the insert"))
             return
-        except asyncio.CancelledError:
-            for pending in batch:
-                pending.fail(BackendUnavailable("XA decision log closed during the insert"))
-            raise
-        except Exception as exc:
-            # Lost the log: the insert may or may not have landed, for all of them.
-            error = exc if isinstance(exc, ProxyError) else BackendUnavailable(str(exc))
+        except BaseException as exc:
+            # Lost the log (or closing it): the insert may or may not have landed, for all of
+            # them; DecisionNotSent when it surely did not.
+            error = exc if isinstance(exc, ProxyError) else BackendUnavailable(repr(exc))
             for pending in batch:
                 pending.fail(error)
+            if not isinstance(exc, Exception):
+                raise
             return
         for pending in batch:
             pending.succeed(COMMIT)
@@ -243,12 +286,10 @@ class DecisionLog:
     async def _decide_alone(self, pending: _Pending) -> None:
         try:
             pending.succeed(
-                await self.decide(
-                    pending.gtrid, COMMIT, pending.instance, pending.backends.split(",")
-                )
+                await self._decide_row(pending.gtrid, COMMIT, pending.instance, pending.backends)
             )
-        except ProxyError as exc:
-            pending.fail(exc)
+        except Exception as exc:
+            pending.fail(exc if isinstance(exc, ProxyError) else BackendUnavailable(repr(exc)))
 
     def forget_later(self, gtrid: str) -> None:
         """Delete a decision whose branches are all committed, batched with others; rows a
@@ -310,33 +351,28 @@ class DecisionLog:
         await self.pool.close()
 
     async def _execute(self, sql: str) -> None:
-        conn = await self.pool.acquire()
-        ok = False
-        try:
-            await asyncio.wait_for(conn.execute(sql), LOG_TIMEOUT)
-            ok = True
-        except TimeoutError:
-            conn.broken = True
-            raise BackendUnavailable(
-                f"XA decision log on '{conn.backend}' did not answer within {LOG_TIMEOUT:.0f} s"
-            ) from None
-        finally:
-            conn.pool.release(conn, ok or not conn.broken)
+        await self._on_log(lambda conn: conn.execute(sql))
 
     async def _query(self, sql: str) -> list[tuple[str | None, ...]]:
-        conn = await self.pool.acquire()
-        ok = False
+        return await self._on_log(lambda conn: conn.query(sql))
+
+    async def _on_log(self, statement: Callable[[BackendConnection], Awaitable[T]]) -> T:
+        """Run one statement on a log connection, each step bounded by LOG_TIMEOUT.
+
+        DecisionNotSent when no connection was had: the statement surely did not run."""
         try:
-            rows = await asyncio.wait_for(conn.query(sql), LOG_TIMEOUT)
-            ok = True
-            return rows
-        except TimeoutError:
-            conn.broken = True
-            raise BackendUnavailable(
-                f"XA decision log on '{conn.backend}' did not answer within {LOG_TIMEOUT:.0f} s"
-            ) from None
-        finally:
-            conn.pool.release(conn, ok or not conn.broken)
+            conn = await asyncio.wait_for(self.pool.acquire(), LOG_TIMEOUT)
+        except (ProxyError, TimeoutError) as exc:
+            message = str(exc) or f"no connection within {LOG_TIMEOUT:.0f} s"
+            raise DecisionNotSent(f"XA decision log on '{self.backend.name}': {message}") from exc
+        with returned(conn):
+            try:
+                return await asyncio.wait_for(statement(conn), LOG_TIMEOUT)
+            except TimeoutError:
+                conn.broken = True
+                raise BackendUnavailable(
+                    f"XA decision log on '{conn.backend}' did not answer within {LOG_TIMEOUT:.0f} s"
+                ) from None
 
 
 @dataclass
@@ -415,7 +451,9 @@ class Coordinator:
             code, sqlstate, message = p.parse_err(payload)
             raise XaStartFailed(message, code, sqlstate)
 
-    async def commit(self, gtrid: str, branches: Sequence[BackendConnection]) -> None:
+    async def commit(
+        self, gtrid: str, branches: Sequence[BackendConnection], may_carry: bool = True
+    ) -> None:
         """Commit every branch or none.
 
         Raises XaError when every branch was rolled back, XaOutcomeUnknown when the outcome
@@ -424,12 +462,14 @@ class Coordinator:
 
         When one branch is on the decision log's backend it carries the decision: the COMMIT row
         is inserted in that branch, which then commits in one phase, so the row is durable
-        exactly when that branch is. It needs no PREPARE and the decision no insert of its own."""
+        exactly when that branch is. It needs no PREPARE and the decision no insert of its own.
+        Not `may_carry` when the branches' transactions differ from their sessions' state
+        (SET TRANSACTION READ ONLY for this one transaction)."""
         if len(branches) == 1:
             await self._commit_one_phase(gtrid, branches[0])
             return
         started = time.monotonic()
-        carrier = next((c for c in branches if self._may_carry_decision(c)), None)
+        carrier = next((c for c in branches if may_carry and self._may_carry_decision(c)), None)
         others = [c for c in branches if c is not carrier]
         results = await asyncio.gather(
             *(self._prepare(gtrid, c) for c in others), return_exceptions=True
@@ -450,15 +490,15 @@ class Coordinator:
         names = [c.backend for c in branches]
         try:
             if carrier is not None:
-                xid = xid_sql(gtrid, carrier.backend)
-                row = (gtrid, COMMIT, self.instance, ",".join(sorted(names)))
-                await carrier.execute(
-                    f"{self.log.insert_sql([row])}; XA END {xid}; XA COMMIT {xid} ONE PHASE"
-                )
+                await self._carry(gtrid, carrier, names)
                 decision = COMMIT
             else:
                 deadline = started + self.abort_after / 2
                 decision = await self.log.decide_commit(gtrid, self.instance, names, deadline)
+        except DecisionNotSent as exc:
+            # Nothing was sent: no COMMIT row can exist, so the branches may be rolled back.
+            await self._abort(gtrid, branches, record=False)
+            raise XaError(f"Transaction rolled back: no decision log: {exc.message}") from exc
         except BackendError as exc:
             # Nothing recorded: the carrier's branch (with its insert) did not commit, or the
             # log refused the insert. A duplicate key is recovery's ABORT, inserted first.
@@ -493,12 +533,36 @@ class Coordinator:
             return
         self.log.forget_later(gtrid)
 
+    async def _carry(self, gtrid: str, carrier: BackendConnection, names: list[str]) -> None:
+        """Insert the COMMIT row in the carrier's branch and commit it in one phase, within
+        LOG_TIMEOUT as a separate decision insert (its INSERT may wait on a lock)."""
+        xid = xid_sql(gtrid, carrier.backend)
+        row = (gtrid, COMMIT, self.instance, backends_value(names))
+        if carrier.is_closed():  # then execute() would send nothing either
+            raise DecisionNotSent(f"Lost connection to backend '{carrier.backend}'")
+        try:
+            await asyncio.wait_for(
+                carrier.execute(
+                    f"{self.log.insert_sql([row])}; XA END {xid}; XA COMMIT {xid} ONE PHASE"
+                ),
+                LOG_TIMEOUT,
+            )
+        except TimeoutError:
+            carrier.broken = True
+            raise BackendUnavailable(
+                f"XA decision on '{carrier.backend}' did not answer within {LOG_TIMEOUT:.0f} s"
+            ) from None
+
     def _may_carry_decision(self, conn: BackendConnection) -> bool:
         """Whether `conn`'s branch can hold the decision row: it is on the log's backend, and
-        its session leaves `decided_at` on the log server's clock (recovery's purge compares
-        it with NOW() there), i.e. no client SET of time_zone or timestamp."""
-        return conn.backend == self.log.backend.name and not any(
-            name in _CLOCK_VARIABLES for name, _ in conn.state
+        its session state is one the row's INSERT and commit behave the same in as in a fresh
+        session (_CARRIER_STATE, user variables): a READ ONLY transaction, a statement time
+        limit, a short lock wait timeout or sql_log_bin=0 would refuse, fail or hide the row;
+        time_zone or timestamp would move `decided_at` off the log server's clock, which
+        recovery's purge compares with NOW() there."""
+        return conn.backend == self.log.backend.name and all(
+            name in _CARRIER_STATE or name.startswith("@") or (name, value) in _READ_WRITE
+            for name, value in conn.state
         )
 
     async def _commit_one_phase(self, gtrid: str, conn: BackendConnection) -> None:
@@ -535,11 +599,11 @@ class Coordinator:
             if conn.broken:
                 return False
             xid = xid_sql(gtrid, conn.backend)
-            # The branch may be ACTIVE, IDLE, PREPARED or ROLLBACK ONLY; END fails harmlessly
-            # when it is not ACTIVE.
-            with contextlib.suppress(BackendError):
-                await conn.execute(f"XA END {xid}")
             try:
+                # The branch may be ACTIVE, IDLE, PREPARED or ROLLBACK ONLY; END fails
+                # harmlessly when it is not ACTIVE.
+                with contextlib.suppress(BackendError):
+                    await conn.execute(f"XA END {xid}")
                 await conn.execute(f"XA ROLLBACK {xid}")
             except BackendError as exc:
                 if exc.code == ER_XAER_NOTA:
@@ -581,12 +645,11 @@ class Coordinator:
                 unreachable.append(name)
                 continue
             try:
-                rows = await asyncio.wait_for(conn.query("XA RECOVER"), LOG_TIMEOUT)
+                with returned(conn):
+                    rows = await asyncio.wait_for(conn.query("XA RECOVER"), LOG_TIMEOUT)
             except (ProxyError, TimeoutError):
-                pool.release(conn, False)
                 unreachable.append(name)
                 continue
-            pool.release(conn)
             for format_id, gtrid_len, bqual_len, data in rows:
                 if int(format_id or 0) != FORMAT_ID or data is None:
                     continue
@@ -624,7 +687,12 @@ class Coordinator:
                 first = self._first_seen.setdefault(branch.gtrid, now)
                 if now - first < self.abort_after:
                     continue  # possibly still being committed by a live coordinator
-                decision = await self.log.decide(branch.gtrid, ABORT, self.instance, [])
+                try:
+                    decision = await self.log.decide(branch.gtrid, ABORT, self.instance, [])
+                except ProxyError as exc:
+                    # This one waits for the next pass; the others are finished now.
+                    log.warning("recovery: could not decide %s: %s", branch.gtrid, exc)
+                    continue
                 decisions[branch.gtrid] = decision
             if await self._finish(branch, decision):
                 resolved += 1
@@ -641,18 +709,16 @@ class Coordinator:
         except (ProxyError, TimeoutError):
             return False
         try:
-            await asyncio.wait_for(
-                conn.execute(f"XA {verb} {xid_sql(branch.gtrid, branch.bqual)}"), LOG_TIMEOUT
-            )
+            with returned(conn):
+                await asyncio.wait_for(
+                    conn.execute(f"XA {verb} {xid_sql(branch.gtrid, branch.bqual)}"), LOG_TIMEOUT
+                )
         except BackendError as exc:
             # XAER_NOTA: finished already, or still attached to its coordinator's connection.
             log.info("recovery: XA %s %s on %s: %s", verb, branch.gtrid, branch.backend, exc)
-            pool.release(conn)
             return False
         except (ProxyError, TimeoutError):
-            pool.release(conn, False)
             return False
-        pool.release(conn)
         key = "recovered_commits" if verb == "COMMIT" else "recovered_rollbacks"
         self.stats[key] += 1
         log.warning("recovery: XA %s %s on %s", verb, branch.gtrid, branch.backend)

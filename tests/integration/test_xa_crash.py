@@ -258,7 +258,9 @@ def begin_transfer(proxy: ProxyProcess) -> Any:
 def test_log_backend_killed_between_prepare_and_decision_rolls_everything_back(
     pair: Cluster, proxies: Proxies, log: str
 ) -> None:
-    """x0 holds the decision log: the COMMIT decision can't be written, so nothing commits."""
+    """x0 holds the decision log: the COMMIT decision can't be written, so nothing commits.
+    When the proxy saw x0 gone before sending the decision, the client is told it was rolled
+    back (1614); when the loss shows only after sending, the outcome is unknown to it (2013)."""
     db = new_db_name("xacrash")
     config = xa_config(pair, db, abort_after=6, log=log)
     proxy = proxies.start(config, "kill-log", SHARDPROXY_DELAY_AT="after_prepare:2")
@@ -272,8 +274,9 @@ def test_log_backend_killed_between_prepare_and_decision_rolls_everything_back(
 
     error = outcome.get("error")
     assert error is not None, outcome
-    assert error.args[0] == 2013, error
-    assert "may or may not have committed" in error.args[1]
+    assert error.args[0] in (1614, 2013), error
+    if error.args[0] == 2013:
+        assert "may or may not have committed" in error.args[1]
     pair.instances[0].start()
     # x0's branch survived the crash prepared, or (carrying the decision) died unprepared with
     # it; with no decision, recovery rolls back what is prepared.
@@ -281,7 +284,7 @@ def test_log_backend_killed_between_prepare_and_decision_rolls_everything_back(
         lambda: not prepared_everywhere(pair, db), 6 + 4 * RECOVERY_INTERVAL + 10, "rollback"
     )
     assert balances(pair, db) == {1: 100, 2: 100}
-    assert [d for d, _ in decisions(pair, db).values()] == ["ABORT"]
+    assert {d for d, _ in decisions(pair, db).values()} <= {"ABORT"}
     conn.close()
 
 

@@ -71,17 +71,60 @@ def test_concurrent_decisions_share_one_insert() -> None:
     asyncio.run(run())
 
 
-def test_a_refused_batch_fails_exactly_its_transactions() -> None:
+def test_a_refused_row_fails_only_its_transaction() -> None:
+    """One row the server refuses (any ERR, not only a duplicate) fails the multi-row insert;
+    its rows are then inserted one by one, so only that transaction is refused."""
+
     async def run() -> None:
         log = FakeLog()
         log.refuse["g3"] = BackendError("Check constraint failed", 4025, "23000")
         results = await decide_all(log, [f"g{i}" for i in range(4)])
-        assert results[0] == COMMIT  # its own insert, before g3 arrived
-        for failed in results[1:]:  # g1..g3 were in the refused insert: none recorded
-            assert isinstance(failed, BackendError) and failed.code == 4025
-        assert log.rows == {"g0": COMMIT}
+        assert results[:3] == [COMMIT] * 3
+        assert isinstance(results[3], BackendError) and results[3].code == 4025
+        assert log.rows == dict.fromkeys(["g0", "g1", "g2"], COMMIT)
+        assert log.inserts == [["g0"], ["g1", "g2", "g3"], ["g1"], ["g2"], ["g3"]]
         # The next decision is not held back by the failure.
         assert await decide_all(log, ["g9"]) == [COMMIT]
+
+    asyncio.run(run())
+
+
+def test_any_failure_of_an_insert_resolves_every_waiting_decision() -> None:
+    """A bug or a cancel in the insert must not leave a coordinator waiting for ever with its
+    branches prepared."""
+
+    async def run() -> None:
+        log = FakeLog()
+        log.rows["g1"] = ABORT  # the batch fails on g1, then its rows go one by one
+        log.refuse["g3"] = RuntimeError("unexpected")
+        results = await asyncio.wait_for(decide_all(log, [f"g{i}" for i in range(4)]), 5)
+        assert results[:3] == [COMMIT, ABORT, COMMIT]
+        assert type(results[3]) is BackendUnavailable
+
+    asyncio.run(run())
+
+
+class StuckRetries(FakeLog):
+    """A log whose inserts after the second (the one-by-one retries) never answer."""
+
+    async def _execute(self, sql: str) -> None:
+        if len(self.inserts) >= 2:
+            await asyncio.sleep(3600)
+        await super()._execute(sql)
+
+
+def test_closing_the_log_during_one_by_one_retries_resolves_every_decision() -> None:
+    async def run() -> None:
+        log = StuckRetries()
+        log.rows["g2"] = ABORT  # the batch fails, its rows go one by one
+        waiting = asyncio.ensure_future(decide_all(log, [f"g{i}" for i in range(4)]))
+        while len(log.inserts) < 2:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)  # the retries are waiting
+        await log.close()
+        results = await asyncio.wait_for(waiting, 5)
+        assert results[0] == COMMIT
+        assert all(type(r) is BackendUnavailable for r in results[1:])
 
     asyncio.run(run())
 
