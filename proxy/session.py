@@ -606,12 +606,14 @@ class Session:
         gtrid = self.gtrid
         aborted = self.txn_aborted
         may_carry = self.next_transaction is None
+        if self.in_txn or conns:
+            # SET TRANSACTION is for the next transaction: a BEGIN with none open starts it.
+            self.next_transaction = None
         self.txn_written = set()
         self.txn_conns = {}
         self.gtrid = None
         self.txn_aborted = None
         self.in_txn = False
-        self.next_transaction = None
         if aborted is not None and commit:
             raise XaError(aborted)
         if not conns or gtrid is None:

@@ -154,8 +154,9 @@ def test_kill_while_the_carrier_insert_waits_on_a_lock(pair: Cluster, proxies: P
     [
         ["SET SESSION TRANSACTION READ ONLY", "BEGIN"],
         ["SET autocommit = 0", "SET TRANSACTION READ ONLY"],
+        ["SET TRANSACTION READ ONLY", "BEGIN"],
     ],
-    ids=["session-read-only", "next-transaction-read-only"],
+    ids=["session-read-only", "next-transaction-read-only", "read-only-then-begin"],
 )
 def test_read_only_transaction_with_failed_writes_commits_as_on_mariadb(
     pair: Cluster, proxies: Proxies, setup: list[str]
