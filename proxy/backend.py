@@ -13,6 +13,7 @@ import collections
 import contextlib
 import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import aiomysql
@@ -263,6 +264,22 @@ class BackendConnection:
     def close(self) -> None:
         self.broken = True
         self._conn.close()
+
+
+@contextlib.contextmanager
+def returned(conn: BackendConnection) -> Iterator[BackendConnection]:
+    """Give `conn` back to its pool when the block ends, clean only if its last answer was read
+    in full: after a normal end or a ProxyError (an ERR answer; a lost connection marks itself
+    broken). After anything else, a KILL's or shutdown's cancel above all, an answer may still
+    be on its way, so the connection is closed rather than handed to another session."""
+    try:
+        yield conn
+    except BaseException as exc:
+        if not isinstance(exc, ProxyError):
+            conn.broken = True
+        raise
+    finally:
+        conn.pool.release(conn, not conn.broken)
 
 
 def assignment_sql(name: str, value_sql: str) -> str:

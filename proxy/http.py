@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from proxy.backend import BackendPool
+from proxy.backend import BackendPool, returned
 from router.config import HttpEndpoint
 from router.errors import ProxyError
 
@@ -170,8 +170,9 @@ async def _check(pool: BackendPool) -> str | None:
             conn = await pool.acquire()
         except ProxyError as exc:
             return exc.message
-        alive = await conn.ping()
-        pool.release(conn, alive)
+        with returned(conn):  # a cancelled probe closes its connection, never leaks it
+            alive = await conn.ping()
+            conn.broken = conn.broken or not alive
         if alive:
             return None
     return "the backend did not answer a ping"

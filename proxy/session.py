@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from proxy import packets as p
 from proxy.admin import admin_show, explain_shards, xa_transactions
-from proxy.backend import BackendConnection, BackendError, OkResult, assignment_sql
+from proxy.backend import BackendConnection, BackendError, OkResult, assignment_sql, returned
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.deadlock import DeadlockFound
 from proxy.diagnostics import Condition, Diagnostics, clears, fetch_all, fetch_conditions
@@ -48,7 +48,7 @@ from proxy.prepared import (
     prepare_ok,
     unmark,
 )
-from proxy.xa import XaError, XaStartFailed, returned, xid_sql
+from proxy.xa import XaError, XaStartFailed, xid_sql
 from router import session_values
 from router.errors import (
     BackendUnavailable,

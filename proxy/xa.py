@@ -26,12 +26,12 @@ import os
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from proxy import packets as p
-from proxy.backend import BackendConnection, BackendError, BackendPool, Backends
+from proxy.backend import BackendConnection, BackendError, BackendPool, Backends, returned
 from router.config import Backend, PoolSize
 from router.errors import BackendUnavailable, ProxyError
 
@@ -103,22 +103,6 @@ class XaOutcomeUnknown(ProxyError):
 
 class DecisionNotSent(BackendUnavailable):
     """Nothing reached the decision log (no connection to it): no decision can have landed."""
-
-
-@contextlib.contextmanager
-def returned(conn: BackendConnection) -> Iterator[BackendConnection]:
-    """Give `conn` back to its pool when the block ends, clean only if its last answer was read
-    in full: after a normal end or a ProxyError (an ERR answer; a lost connection marks itself
-    broken). After anything else, a KILL's or shutdown's cancel above all, an answer may still
-    be on its way, so the connection is closed rather than handed to another session."""
-    try:
-        yield conn
-    except BaseException as exc:
-        if not isinstance(exc, ProxyError):
-            conn.broken = True
-        raise
-    finally:
-        conn.pool.release(conn, not conn.broken)
 
 
 def xid_sql(gtrid: str, bqual: str) -> str:
