@@ -1,8 +1,9 @@
 """BENCHMARKS.md and the ratio chart, from the results bench/run.py collects.
 
 `bench/run.py --report-only` rewrites both from bench/.run/results.json without measuring again.
-The notes on each profile cost centre (`COST_CENTRES`) are written by hand: update them when the
-hot path changes.
+The notes on each profile cost centre (`COST_CENTRES`), the open suggestions (`SUGGESTIONS`), the
+fixed prose of the findings and the comparison with the previous run (`PREVIOUS_RUN`, `AB`) are
+written by hand: update them when the hot path changes.
 """
 
 from __future__ import annotations
@@ -24,85 +25,106 @@ COST_CENTRES: list[tuple[str, Callable[[Sample], bool], bool, str]] = [
         "write(2) to backend sockets",
         lambda s: _syscall(s[0]) and _any(s[2], "send_command", "send_raw"),
         True,
-        "Done: one write per command. Open: a loopback TCP write also runs the receiver's TCP "
-        "input and wakes it; a Unix-socket option for same-host backends (the sidecar case) "
-        "would be cheaper.",
+        "Done: one write per command. What remains is the kernel's: a loopback TCP write also "
+        "runs the receiver's TCP input and wakes it. Backends over a Unix socket were measured "
+        "(bench/hotpath.py) and did not cut the proxy's CPU on this machine, so that option "
+        "was left out.",
     ),
     (
         "write(2) to client sockets",
         lambda s: _syscall(s[0], "write", "send"),
         True,
-        "Done: a whole response goes out in one write (e797af8: 7.9k -> 16.4k QPS). Nothing "
-        "left to batch per query.",
+        "Done: a whole response goes out in one write (7.9k -> 16.4k QPS when introduced, "
+        "docs/decisions.md). Nothing left to batch per query.",
     ),
     (
         "read(2) from sockets",
         lambda s: _syscall(s[0], "read", "recv"),
         True,
-        "Done: one read per segment into our own buffer instead of readexactly per packet "
-        "(b2c12fa).",
+        "Done: received bytes go straight into the buffer packets are cut from (one "
+        "asyncio.Protocol, proxy/stream.py), one read per segment rather than per packet.",
     ),
     (
         "other system calls (epoll, ...)",
         lambda s: _syscall(s[0]),
         True,
-        "epoll_wait returning ready sockets; falls with fewer wake-ups per query.",
+        "epoll_wait returning ready sockets; falls with fewer wake-ups per query. Done: no "
+        "getpid() per wait (CPython 3.11's get_running_loop() made one; the stream keeps its "
+        "loop).",
     ),
     (
         "uvloop event loop (C)",
         lambda s: s[1].startswith(("run (uvloop", "Runner.run")),
         False,
-        "Scheduling callbacks and task steps. Falls with fewer awaits per query: every "
-        "`await reader.read()` that has to wait is a future, a callback and a task step.",
+        "Scheduling callbacks and task steps: each wait for data is one future woken by the "
+        "stream's data_received, a callback and a task step. Falls with fewer waits per "
+        "query.",
     ),
     (
         "asyncio streams (Python)",
         lambda s: "asyncio/streams.py" in s[1],
         False,
-        "asyncio's pure-Python StreamReader/StreamWriter over uvloop. Suggestion: an "
-        "`asyncio.Protocol` (data_received callback) for client and backend sockets skips "
-        "this layer and its future per read.",
+        "Done: client and backend I/O go through one asyncio.Protocol (proxy/stream.py) "
+        "instead of StreamReader/StreamWriter; only connection set-up (aiomysql) still uses "
+        "asyncio streams. proxy/stream.py's own Python time is under *everything else*.",
     ),
     (
         "cross-shard merge (router/merge.py, scatter.py, proxy/merge_exec.py)",
         lambda s: _any(s[2], "router/merge.py", "router/scatter.py", "proxy/merge_exec.py"),
         False,
-        "Decoding shard rows and merging them in Python (ORDER BY, DISTINCT, SUM).",
+        "Done: merges that only pick and order rows relay the shards' row bytes cut to the "
+        "client's columns and decode only the key columns (proxy/rows.py; string keys as "
+        "padded weight bytes); aggregates (SUM) still decode, one row per group. Open: per "
+        "row, finding the key cells (`binary_cells`), building the key row (`_KeyRows.row`), "
+        "`Merger.feed` and the heap of the k-way merge (`merge_reads`), all in Python.",
     ),
     (
         "routing (router/, plan cache hits)",
         lambda s: _any(s[2], "router/"),
         False,
-        "Done: plan cache by statement shape, no parse on a hit (445225c); one-regex "
-        "tokenizer (4036323). What remains: normalising the text, binding the literals, "
-        "choosing the shard.",
+        "Done: plan cache by statement shape (no parse on a hit), one-regex tokenizer; "
+        "prepared statements keep their normalized shape (an execution binds values into the "
+        "cached route, no re-normalizing); bulk INSERTs cached by their row forms. What "
+        "remains: normalizing each text statement (`normalize`), the cache lookup, binding "
+        "the literals and choosing the shard (`ShardedRoute.instantiate`).",
     ),
     (
         "XA coordination (proxy/xa.py)",
         lambda s: "proxy/xa.py" in s[1],
         False,
-        "Building XA statements and the decision-log insert.",
+        "Building XA statements and the decision row. Done: the log backend's branch carries "
+        "the decision row and commits in one phase (one PREPARE fewer, no separate decision "
+        "insert); otherwise decisions of concurrent commits are group-committed; finished "
+        "ones are deleted in batches off the commit path; XA START goes in the packet of a "
+        "branch's first text statement (not for prepared statements).",
     ),
     (
         "prepared statements (proxy/prepared.py)",
         lambda s: "proxy/prepared.py" in s[1],
         False,
-        "Parsing COM_STMT_EXECUTE and re-encoding it for the backend statement.",
+        "Parsing COM_STMT_EXECUTE and re-encoding it for the backend statement. Open: pass "
+        "the client's parameter block through unchanged when the backend statement takes the "
+        "same parameters in the same order.",
     ),
     (
         "packets and buffers (proxy/channel.py, backend.py, packets.py, names.py)",
         lambda s: any(f"proxy/{m}.py" in s[1] for m in ("channel", "backend", "packets", "names")),
         False,
         "Cutting frames out of the read buffer, sequence ids, logical names in column "
-        "definitions. Suggestion: memoize `NameMap.column_definition` by payload (a statement "
-        "shape gets the same column-definition bytes back at every execution), and cut "
-        "frames with memoryview slices instead of a bytes copy per frame.",
+        "definitions. Done: column definitions memoized by payload; reply frames already "
+        "buffered are cut without an await each; small packets framed in place; the "
+        "column-count frame relayed as it came. What remains is per packet "
+        "(`buffered_frame`, `read_packet`).",
     ),
     (
         "session and executor (proxy/session.py, executor.py, server.py)",
         lambda s: any(f"proxy/{m}.py" in s[1] for m in ("session", "executor", "server")),
         False,
-        "Dispatch, pool acquire/release, status flags, the relay loop.",
+        "Dispatch, pool acquire/release, status flags, the relay loop. Done: a point query "
+        "builds its one unit without a generator, session state is applied only when it "
+        "differs, a prepared execution skips a coroutine when the backend has the statement. "
+        "Open: the largest Python cost of a point select, spread over many small calls "
+        "with no single hotspot.",
     ),
     (
         "metrics and logs (proxy/metrics.py, logs.py)",
@@ -110,8 +132,33 @@ COST_CENTRES: list[tuple[str, Callable[[Sample], bool], bool, str]] = [
         False,
         "Per-statement counters and latency histograms.",
     ),
-    ("everything else", lambda s: True, False, ""),
+    (
+        "everything else",
+        lambda s: True,
+        False,
+        "Mostly proxy/stream.py's Python (receive, write, data_received) and, in write "
+        "transactions, asyncio's gather/wait_for around the branches.",
+    ),
 ]
+# Hand-written: the last full run before the hot-path, merge and commit changes, and the
+# same-conditions A/B that measured them (bench/hotpath.py). Update or drop with the next
+# comparison; numbers of the current run come from results.json.
+PREVIOUS_RUN = {
+    "commit": "058f5d7",
+    "cpu": "AMD EPYC",
+    "point_text_us": 52,
+    "point_direct_us": 31,
+    "write_text_8t": (12.3, 6.8, 3.50),  # statements, XA, redo-log writes per transaction
+}
+AB = {
+    "new": "591d44a",
+    "old": "7e1f595",
+    "new_min": 69.5,
+    "new_median": 78,
+    "old_min": 83.5,
+    "old_median": 85,
+    "when": "10:42 UTC, right after the full run of 591d44a, quiet machine",
+}
 _SYSCALLS = ("write", "send", "read", "recv", "epoll", "close", "accept", "connect", "futex")
 
 
@@ -131,6 +178,10 @@ def _any(frames: list[str], *needles: str) -> bool:
 
 def _mb(n: float) -> str:
     return f"{n / 2**20:.0f} MB"
+
+
+def _size(n: float) -> str:
+    return _mb(n) if n >= 2**20 else f"{n / 1024:.0f} KB"
 
 
 def _pct(x: float) -> str:
@@ -350,6 +401,7 @@ def render(results: dict, png: Path) -> list[str]:
         "dedicated database servers.",
         "",
     ]
+    out += _comparison(results, env)
     out += _targets(results)
     out += ["", f"![proxy/direct QPS ratio by workload and thread count]({png})", ""]
     out += _findings(results)
@@ -363,6 +415,51 @@ def render(results: dict, png: Path) -> list[str]:
     out += _profiles(results)
     out += _setup(results, env, profile)
     return out
+
+
+def _comparison(results: dict, env: dict) -> list[str]:
+    """Why this run's numbers can't be set against earlier versions of this file, and the A/B
+    that measured the changes instead."""
+    point = _find(results["cases"], "point_select", "text", 8)
+    write = _find(results["cases"], "oltp_write_only", "text", 8)
+    if not point:
+        return []
+    parts = ("client", "backends", "kernel")
+    proxy_us = _per_query_us(point["proxy"], "proxy")
+    direct_us = sum(_per_query_us(point["direct"], k) for k in parts)
+    prev = PREVIOUS_RUN
+    host = (
+        f"this host has a different CPU ({env.get('cpu', '?')}; the previous full run, of "
+        f"tree `{prev['commit']}`, ran on an {prev['cpu']})"
+        if prev["cpu"].lower() not in str(env.get("cpu", "")).lower()
+        else f"the machine differs from run to run (the previous full run was of tree "
+        f"`{prev['commit']}`)"
+    )
+    text = (
+        "> **Comparing with earlier runs.** Don't set this run's ratios or CPU times against "
+        f"earlier versions of this file: {host}, and it is slower for the proxy. Here the "
+        f"proxy took {proxy_us:.0f} µs of CPU per text point select (8 threads); the previous "
+        f"run measured {prev['point_text_us']} µs for the tree *before* the changes this "
+        "report lists as done, while a direct query cost the machine about the same "
+        f"({direct_us:.0f} µs here, {prev['point_direct_us']} µs there). The evidence for the "
+        f"changes is a same-conditions A/B instead: `bench/hotpath.py`, alternating runs of "
+        f"`{AB['new']}` and `{AB['old']}` (the tree before them) against the same shards on "
+        f"this host ({AB['when']}): proxy CPU per text point select {AB['new_min']} µs in the "
+        f"least disturbed run (median {AB['new_median']}) against {AB['old_min']} µs (median "
+        f"{AB['old_median']}), {_pct(1 - AB['new_min'] / AB['old_min'])} less by the minimum "
+        f"({_pct(1 - AB['new_median'] / AB['old_median'])} by the median)."
+    )
+    if write and write["proxy"]["sysbench"]["transactions"]:
+        p = write["proxy"]
+        statements, xa, logs = prev["write_text_8t"]
+        text += (
+            " What the servers do per transaction depends far less on the host: for "
+            f"oltp_write_only (text, 8 threads) {_per_event(p, 'Questions'):.1f} statements, "
+            f"{_xa_per_event(p):.1f} XA statements and "
+            f"{_per_event(p, 'Innodb_log_writes'):.2f} redo-log writes, against {statements}, "
+            f"{xa} and {logs:.2f} in the previous run."
+        )
+    return [text, ""]
 
 
 def _targets(results: dict) -> list[str]:
@@ -487,7 +584,8 @@ def _throughput(cases: list[dict]) -> list[str]:
         "identically on both sides). p95 is per sysbench event: one query for point_select, "
         "one whole transaction for oltp_*. *Proxy CPU/query* is the proxy's user+system CPU "
         "time over the run divided by the queries sysbench completed; *proxy cores* is its "
-        "average CPU use (it is one asyncio thread, so 1.0 is its ceiling). The 1-thread row is "
+        "average CPU use (the benchmark runs one worker process, one asyncio thread, so 1.0 is "
+        "its ceiling). The 1-thread row is "
         "context: latency without queueing. *others' cores*: CPU that other people's work "
         "took during the run (their processes, and the machine's busy time charged to none "
         f"of ours); above {NOISY} the case was measured again (up to a "
@@ -824,32 +922,27 @@ def _per_event(m: dict, counter: str) -> float:
     return (m.get("server") or {}).get(counter, 0) / events if events else 0.0
 
 
-# What to do about each point-select cost centre (same names as COST_CENTRES).
+# What is still open about each point-select cost centre (same names as COST_CENTRES); what
+# was done is in COST_CENTRES' notes.
 SUGGESTIONS = {
-    "packets and buffers (proxy/channel.py, backend.py, packets.py, names.py)": (
-        "memoize `NameMap.column_definition` by payload (a statement shape gets the same "
-        "column-definition bytes back every time) and cut frames as memoryview slices, not a "
-        "bytes copy per frame"
-    ),
-    "routing (router/, plan cache hits)": (
-        "a prepared statement is planned from its text at every COM_STMT_EXECUTE "
-        "(`Router.plan` -> `normalize` each time): keep the normalized shape, or the cached "
-        "route, on the client's statement and bind only the new values"
-    ),
     "session and executor (proxy/session.py, executor.py, server.py)": (
         "trim per-statement Python in the session and relay path (status flags, pool "
-        "acquire/release, per-call objects)"
+        "acquire/release, per-call objects): after the point-query fast path it is spread over "
+        "many small calls, so this is many small cuts"
     ),
-    "write(2) to backend sockets": (
-        "a Unix-socket option for backends on the same host (a loopback TCP write also runs "
-        "the receiver's TCP input, charged to the proxy)"
+    "routing (router/, plan cache hits)": (
+        "a text statement is still normalized whole at every execution before its cached "
+        "route is found, then bound and instantiated (`normalize`, `ShardedRoute.instantiate`); "
+        "a leaner path for one-shard routes (bind only the shard key, splice the literals into "
+        "a ready template) would cut the rest"
+    ),
+    "packets and buffers (proxy/channel.py, backend.py, packets.py, names.py)": (
+        "fewer Python steps per packet when cutting frames and checking sequence ids "
+        "(`buffered_frame`, `read_packet`)"
     ),
     "prepared statements (proxy/prepared.py)": (
         "pass the client's parameter block through to the backend unchanged when the "
         "backend statement takes the same parameters in the same order"
-    ),
-    "asyncio streams (Python)": (
-        "`asyncio.Protocol` callbacks instead of StreamReader/StreamWriter (no future per read)"
     ),
 }
 
@@ -936,8 +1029,14 @@ def _findings(results: dict) -> list[str]:
             + (f"Largest costs (profile, µs per query): {top}. " if top else "")
             + _cores_sentence(point)
             + _suggestions(results)
-            + "For throughput beyond one core: several proxy processes sharing the port with "
-            "SO_REUSEPORT, one per core, since one event loop is one core.",
+            + "The write(2) calls, one to the client and one to the backend per query, are "
+            "the minimum for a relay; their cost is the kernel's (a loopback TCP write runs "
+            "the receiver's TCP input), and backends over a Unix socket did not reduce it on "
+            "this machine. Beyond one core: one event loop is one core, and `listen.workers` "
+            "runs N worker processes on the port (SO_REUSEPORT); this benchmark runs one "
+            "worker, since its two cores are already shared with sysbench and MariaDB, so "
+            "the numbers here are one worker's. On a machine with spare cores, more workers "
+            "raise the one-core ceiling until MariaDB or the clients become the limit.",
             "",
         ]
     ro = _find(cases, "oltp_read_only", "text", 8)
@@ -965,13 +1064,16 @@ def _findings(results: dict) -> list[str]:
             ]
         else:
             out += [
-                "2. **Read-only transactions no longer pay for two-phase commit** (branches "
-                "that only read end in one phase since 03984cf): sysbench's BEGIN ... COMMIT "
-                f"around oltp_read_only now costs {counts}. What is left is round trips: "
-                "per shard an XA START before the branch's first statement and XA END + "
-                "XA COMMIT ONE PHASE at the end. Suggestion: send XA START in the same "
-                "packet as the branch's first statement (a multi-statement, as the one-phase "
-                "commit already is), which saves a round trip per shard per transaction.",
+                "2. **Read-only transactions don't pay for two-phase commit** (branches that "
+                "only read end with XA END + XA COMMIT ONE PHASE): sysbench's BEGIN ... COMMIT "
+                f"around oltp_read_only costs {counts}. What is left is round trips and "
+                "statements: per shard an XA START and, at COMMIT, one packet with XA END + "
+                "XA COMMIT ONE PHASE. XA START already travels in the packet of the branch's "
+                "first text statement (one round trip less per shard; the server still counts "
+                "it as a statement). Open: prepared statements still start a branch with a "
+                "round trip of its own, since a COM_STMT_EXECUTE can't share a packet and "
+                "pipelining it behind XA START would run it outside the branch if XA START "
+                "failed.",
                 "",
             ]
     merge_name = next(name for name, *_ in COST_CENTRES if name.startswith("cross-shard merge"))
@@ -991,12 +1093,17 @@ def _findings(results: dict) -> list[str]:
         out += [
             f"3. **Merging cross-shard results is oltp_read_only's largest proxy cost**: in "
             f"the {prof['mode']} profile it took {merge:.0f} of the proxy's {total:.0f} µs "
-            f"per query ({_pct(merge / total)}){per_txn}: every shard row is "
-            "decoded into Python values, merged and encoded again (`decode_binary_row`, "
-            "`Merger.feed`, `encode_binary_row` lead the profile). Suggestion: keep each "
-            "row's wire bytes, decode only the ORDER BY / DISTINCT / GROUP BY key columns, "
-            "and relay the original bytes when the projection is unchanged; a range with no "
-            "ORDER BY or aggregate needs no decoding at all.",
+            f"per query ({_pct(merge / total)}){per_txn}. Rows are no longer decoded and "
+            "encoded again: a merge that only picks and orders rows (ORDER BY, DISTINCT) "
+            "relays each shard row's own bytes cut to the client's columns and decodes only "
+            "its key cells (proxy/rows.py; string keys as padded weight bytes compared in C), "
+            "a plain range is relayed frame by frame, and only SUM's aggregate decodes, one "
+            "row per group. What remains is per-row Python: finding the key cells "
+            "(`binary_cells`), building the key row (`_KeyRows.row`), `Merger.feed` and the "
+            "heap push/pop of the k-way merge loop (`merge_reads`), plus reading each row "
+            "packet. Suggestions: extract the keys of all rows already buffered in one call "
+            "rather than row by row, and a two-input merge without the heap when there are "
+            "two shards.",
             "",
         ]
         break
@@ -1008,12 +1115,18 @@ def _findings(results: dict) -> list[str]:
             f"{_per_event(p, 'Innodb_log_writes'):.1f} redo-log writes per oltp_write_only "
             f"transaction through the proxy against {_per_event(d, 'Innodb_log_writes'):.2f} "
             "direct (MariaDB's group commit shares one log write among many concurrent "
-            "commits; the proxy's prepares and decision inserts come one by one). "
-            "Suggestion: batch the decision-log inserts of concurrent commits into one "
-            "multi-row INSERT (a group commit of decisions: one fsync for many transactions)"
+            f"commits), and {_per_event(p, 'Questions'):.1f} statements on the servers "
+            f"against {_per_event(d, 'Questions'):.0f}. Done: the log backend's branch "
+            "carries the decision row and commits in one phase (one XA PREPARE fewer and no "
+            "separate decision insert when a writing branch is on the log backend), "
+            "decisions that can't be carried are group-committed (one multi-row INSERT for "
+            "concurrent commits), finished decisions are deleted in batches off the commit "
+            "path, and XA START goes in the packet of a branch's first text statement. What "
+            "is left is two-phase commit itself: the other shard's XA PREPARE and the "
+            "carrier's commit are each a durable write"
             + (
-                "; and the read-only rule above also covers write transactions whose other "
-                "branch only read."
+                "; and the read-only rule above should also cover write transactions whose "
+                "other branch only read."
                 if read_only_2pc
                 else "."
             ),
@@ -1022,10 +1135,17 @@ def _findings(results: dict) -> list[str]:
     prep_p, prep_d = results.get("prepare_proxy_seconds"), results.get("prepare_direct_seconds")
     if prep_p and prep_d:
         out += [
-            f"4. **Bulk loading through the proxy is slow**: sysbench prepare took {prep_p} s "
-            f"through the proxy against {prep_d} s direct; every multi-row INSERT is split by "
-            "shard and commits with XA across both. Fine for sysbench; worth a note in the "
-            "docs (load shards directly, or in single-shard batches).",
+            f"4. **Bulk loading**: sysbench prepare took {prep_p} s through the proxy against "
+            f"{prep_d} s direct. Multi-row INSERTs are planned by the forms of their rows (one "
+            "cached route per head, row forms and tail whatever the row count; each shard's "
+            "rows formatted at once), so what is left is splitting the rows by shard, relaying "
+            "the text and an XA commit across both shards per INSERT"
+            + (
+                ". Still slow: load big data sets into the shards directly, or in "
+                "single-shard batches."
+                if prep_p > 5 * prep_d
+                else "."
+            ),
             "",
         ]
     idle, scatter = results.get("idle"), results.get("scatter")
@@ -1055,23 +1175,23 @@ def _findings(results: dict) -> list[str]:
             if "per_shape" in cache:
                 text += (
                     f"Planning one ~{cache['rows']:,}-row INSERT like prepare's "
-                    f"({cache.get('text_chars', 0) / 1024:.0f} KB of text) grows a Router's RSS "
-                    f"by about {_mb(cache['per_shape'])} per distinct statement (the row count "
-                    "is part of the shape, and it changes as ids grow). "
+                    f"({cache.get('text_chars', 0) / 1024:.0f} KB of text, row counts growing "
+                    f"with the ids) grows a Router's RSS by about {_size(cache['per_shape'])} "
+                    "per statement. "
                 )
                 if cache.get("cached"):
                     text += (
-                        f"The router still caches these plans ({cache['cached']} of "
-                        f"{cache['shapes']} planned were cached): their normalized shape is "
-                        f"only {cache.get('shape_chars', 0) / 1024:.0f} KB, under a 64 KB "
-                        "limit on the shape, while the cached plan holds a template per row. "
-                        "Suggestion: decide by the raw text length or the number of VALUES "
-                        "rows, or bound the cache by bytes. "
+                        f"Yet {cache['cached']} of the {cache['shapes']} went into the "
+                        "router's shape cache, where a whole-shape plan holds a template per "
+                        "row: bulk INSERTs should be cached by their row forms, and texts "
+                        "over 64 KB not by shape at all (router/planner.py). "
                     )
                 elif cache.get("cached") == 0:
                     text += (
-                        "They are not cached, so the growth is the allocator keeping memory "
-                        "from parsing big statements. "
+                        "None went into the shape cache: bulk INSERTs are cached by their "
+                        "row forms, so these share one small route whatever their row count, "
+                        "and what stays is the allocator's memory from planning big "
+                        "statements. "
                     )
         out += [text, ""]
     checks = results.get("checks") or []
@@ -1190,7 +1310,8 @@ def _budget(cases: list[dict]) -> list[str]:
         "With every process sharing two cores, a direct query costs the machine *D* µs of CPU "
         "(sysbench + MariaDB + kernel threads) and a proxied one *R* µs outside the proxy plus the "
         "proxy's *P*. If the machine is the bottleneck, the ratio can't exceed D / (R + P); "
-        "the proxy, one asyncio thread, also can't exceed 1 / P queries per second. The last "
+        "the proxy, one asyncio thread in one worker process, also can't exceed 1 / P queries "
+        "per second. The last "
         "two columns give the proxy CPU per query that satisfies both bounds for 35% and "
         "45% here, all else equal (R itself shrinks somewhat as throughput rises: busier "
         "servers and clients do more per wake-up).",
