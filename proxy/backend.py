@@ -13,7 +13,7 @@ import collections
 import contextlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import aiomysql
@@ -266,17 +266,24 @@ class BackendConnection:
         self._conn.close()
 
 
+def mark_unfinished(conns: Iterable[BackendConnection], exc: BaseException) -> None:
+    """After `exc` a connection may still have an answer on its way, unless `exc` is a
+    ProxyError (an ERR answer read in full; a lost connection marks itself broken): a KILL's
+    or shutdown's cancel, a client gone mid-result. Such connections are closed on release,
+    never handed to another session."""
+    if not isinstance(exc, ProxyError):
+        for conn in conns:
+            conn.broken = True
+
+
 @contextlib.contextmanager
 def returned(conn: BackendConnection) -> Iterator[BackendConnection]:
     """Give `conn` back to its pool when the block ends, clean only if its last answer was read
-    in full: after a normal end or a ProxyError (an ERR answer; a lost connection marks itself
-    broken). After anything else, a KILL's or shutdown's cancel above all, an answer may still
-    be on its way, so the connection is closed rather than handed to another session."""
+    in full (see mark_unfinished)."""
     try:
         yield conn
     except BaseException as exc:
-        if not isinstance(exc, ProxyError):
-            conn.broken = True
+        mark_unfinished((conn,), exc)
         raise
     finally:
         conn.pool.release(conn, not conn.broken)

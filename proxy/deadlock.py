@@ -210,7 +210,7 @@ class DeadlockDetector:
             )
             # Every branch: a statement over several backends ends only when each part has.
             await asyncio.gather(
-                *(self._control_query(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
+                *(self.control_query(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
                   for owner, conn in branches.values() if owner is victim)
             )  # fmt: skip
 
@@ -218,13 +218,14 @@ class DeadlockDetector:
         """(thread, trx_weight, blocking thread) rows of our `threads` on the server of
         `backend`; none when it can't answer."""
         sql = _WAITS_SQL.format(",".join(str(t) for t in sorted(set(threads))))
-        return await self._control_query(backend, sql) or []
+        return await self.control_query(backend, sql) or []
 
-    async def _control_query(
+    async def control_query(
         self, backend: Backend, sql: str
     ) -> list[tuple[str | None, ...]] | None:
         """Rows of `sql` on a control connection to `backend`'s server; None when it can't
-        answer (logged once until it answers again)."""
+        answer (logged once until it answers again). Control connections are a pool of one
+        per backend of their own, so a KILL QUERY never waits behind busy data connections."""
         pool = await self._pool(backend)
         if pool.down_until > time.monotonic():
             return None  # its connect failed moments ago (already logged)
@@ -247,13 +248,13 @@ class DeadlockDetector:
         finally:
             pool.release(conn, ok)
         if self._failing.pop(backend.name, None) is not None:
-            log.info("deadlock check: backend '%s' answers again", backend.name)
+            log.info("control connection: backend '%s' answers again", backend.name)
         return rows
 
     def _failed(self, backend: str, why: str) -> None:
         if self._failing.get(backend) != why:
             self._failing[backend] = why
-            log.warning("deadlock check on backend '%s' failed: %s", backend, why)
+            log.warning("control query on backend '%s' failed: %s", backend, why)
 
     async def _pool(self, backend: Backend) -> BackendPool:
         """The control pool of `backend` (as its sessions' connections were opened), renewed

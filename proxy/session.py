@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 
 from proxy import packets as p
 from proxy.admin import admin_show, explain_shards, xa_transactions
-from proxy.backend import BackendConnection, BackendError, OkResult, assignment_sql, returned
+from proxy.backend import (
+    BackendConnection,
+    BackendError,
+    OkResult,
+    assignment_sql,
+    mark_unfinished,
+    returned,
+)
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.deadlock import DeadlockFound
 from proxy.diagnostics import Condition, Diagnostics, clears, fetch_all, fetch_conditions
@@ -331,20 +338,15 @@ class Session:
             await self.server.kill(plan.connection_id, plan.query_only, self.user, admin)
 
     async def kill_running_statement(self) -> None:
-        """Ask each backend running this session's statement to stop it."""
+        """Ask each backend running this session's statement to stop it (on the proxy's
+        control connections: the data pools may be busy, with this very statement)."""
         if not self.busy:
             return
-        for conn in [*self.active, *self.txn_conns.values()]:
-            pool = conn.pool
-            try:
-                killer = await pool.acquire()
-            except ProxyError:
-                continue
-            try:
-                with returned(killer):
-                    await killer.execute(f"KILL QUERY {conn.thread_id}")
-            except ProxyError as exc:
-                log.info("KILL QUERY %d on %s: %s", conn.thread_id, conn.backend, exc.message)
+        control = self.server.deadlock.control_query
+        await asyncio.gather(
+            *(control(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
+              for conn in [*self.active, *self.txn_conns.values()])
+        )  # fmt: skip
 
     # --- prepared statements ----------------------------------------------------------------
 
@@ -367,6 +369,9 @@ class Session:
             conn, pooled = await self.connection(unit.backend)
             try:
                 count, params_defs, column_defs = await describe(conn, unmark(unit.sql)[0])
+            except BaseException as exc:
+                mark_unfinished((conn,), exc)
+                raise
             finally:
                 if pooled:
                     conn.pool.release(conn, not conn.broken)
@@ -766,6 +771,9 @@ class Session:
                 await self._noted(plan, outcome, [conn])
                 if _assigns(units[0].sql):
                     await self._capture_user_variables(conn, units[0].sql)
+            except BaseException as exc:
+                mark_unfinished((conn,), exc)
+                raise
             finally:
                 conn.pool.release(conn, not conn.broken)
             return
@@ -792,6 +800,9 @@ class Session:
                         self.status(more), send, self.runtime.config.limits.max_merge_rows,
                     )  # fmt: skip
                     await self._noted(plan, outcome, list(pinned.values()))
+            except BaseException as exc:
+                mark_unfinished(pinned.values(), exc)
+                raise
             finally:
                 for conn in pinned.values():
                     conn.pool.release(conn, not conn.broken)
@@ -811,6 +822,9 @@ class Session:
                     acquired, plan, self.channel, names, self.status(more), send, limit
                 )
             await self._noted(plan, outcome, acquired)
+        except BaseException as exc:
+            mark_unfinished(acquired, exc)
+            raise
         finally:
             for conn in acquired:
                 conn.pool.release(conn, not conn.broken)
@@ -829,6 +843,9 @@ class Session:
                 conditions = list(dict.fromkeys(self._logical(conditions)))
                 ok = dataclasses.replace(ok, warnings=len(conditions))
             self._keep(plan, ok.warnings, conditions)
+        except BaseException as exc:
+            mark_unfinished(conns, exc)
+            raise
         finally:
             for conn in conns:
                 conn.pool.release(conn, not conn.broken)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -329,3 +330,37 @@ def test_statements_needing_several_connections_of_one_backend_work_with_a_pool_
         for index, schema, table in physical_tables(mariadb_cluster, "users"):
             if schema.startswith("sessdl_"):
                 mariadb_cluster.instances[index].execute(f"DROP TABLE `{schema}`.`{table}`")
+
+
+def test_a_killed_statement_never_answers_the_next_client_of_its_connection(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    """KILL lands while a statement runs on s0's only connection and another client waits
+    for that connection: the waiting client gets its own answer, never the killed one's."""
+    victim, killer = pool1_proxy.connect(), pool1_proxy.connect()
+    (victim_id,) = one(victim, "SELECT CONNECTION_ID()")
+    answers: dict[str, Any] = {}
+
+    def slow() -> None:  # users id 1 lives on s0, like id 4
+        try:
+            answers["victim"] = one(victim, "SELECT SLEEP(2), name FROM users WHERE id = 1")
+        except pymysql.MySQLError as exc:
+            answers["victim"] = exc.args[0]
+
+    def waiting() -> None:
+        conn = pool1_proxy.connect()
+        answers["waiter"] = one(conn, "SELECT name FROM users WHERE id = 4")
+        conn.close()
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=waiting)]
+    threads[0].start()
+    time.sleep(0.5)
+    threads[1].start()
+    time.sleep(0.5)
+    execute(killer, f"KILL {victim_id}")
+    for thread in threads:
+        thread.join(15)
+    assert answers["waiter"] == ("four",)
+    assert answers["victim"] in (1317, 2013, 2006)  # interrupted, or cut off: never rows
+    assert one(killer, "SELECT name FROM users WHERE id = 1") == ("one",)
+    killer.close()

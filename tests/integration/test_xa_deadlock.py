@@ -266,7 +266,7 @@ def test_a_backend_that_is_down_does_not_disturb(pair: Cluster, proxies: Proxies
     assert wait.join(10) and wait.error is None
     run(b, "COMMIT")  # the lost branch only read: the x0 branch commits
     text = proxy_log(proxy)
-    assert text.count("deadlock check on backend 'x1' failed") == 1
+    assert text.count("control query on backend 'x1' failed") == 1
     assert "deadlock across backends" not in text
     assert pair.instances[0].execute(f"SELECT balance FROM `{db}_0`.accounts_1") == [(2,)]
     for conn in (a, b, other):

@@ -153,7 +153,7 @@ def _detector(
         sent.append((backend.name, sql))
         return [] if sql.startswith("KILL") else answers.get(backend.name)
 
-    detector._control_query = control_query  # type: ignore[method-assign]
+    detector.control_query = control_query  # type: ignore[method-assign]
     return detector, sent
 
 
@@ -227,6 +227,6 @@ def test_check_leaves_a_cycle_whose_statement_ended_meanwhile() -> None:
         one.running_since = 0.0  # its statement ended while the servers answered
         return answers.get(backend.name)
 
-    detector._control_query = control_query  # type: ignore[method-assign]
+    detector.control_query = control_query  # type: ignore[method-assign]
     asyncio.run(detector.check(now=12.0))
     assert not two.deadlock_victim and _kills(sent) == []
