@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from mariadb_instances import HOST, MariaDBInstance, die_with_parent, free_port  # noqa: E402
+from mariadb_instances import HOST, MariaDBInstance, free_port  # noqa: E402
+from proxy_process import start_proxy  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -103,7 +103,7 @@ def proxy_config(port: int, shards: list[MariaDBInstance]) -> str:
     )
 
 
-def start_proxy(
+def run_proxy(
     config: Path, port: int, log: Path, cprofile: str | None, source: Path = ROOT
 ) -> subprocess.Popen:
     """The proxy of the tree at `source` (`python -m` imports from its working directory)."""
@@ -111,27 +111,7 @@ def start_proxy(
     if cprofile:
         command += ["-m", "cProfile", "-o", f"{cprofile}.{os.getpid()}"]
     command += ["-m", "proxy.cli", "serve", "--config", str(config), "--log-level", "warning"]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=source,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"proxy exited at start; see {log}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"proxy not listening after 30 s; see {log}")
+    return start_proxy(command, port, log, source)
 
 
 def sysbench(port: int, mode: str, threads: int, events: int, rows: int) -> int:
@@ -228,7 +208,7 @@ def main() -> int:
             config = args.base_dir / f"proxy-{name}.yaml"
             config.write_text(proxy_config(port, shards))
             log = args.base_dir / f"proxy-{name}.log"
-            proxies[name] = (start_proxy(config, port, log, args.cprofile, source), port)
+            proxies[name] = (run_proxy(config, port, log, args.cprofile, source), port)
         for mode in args.modes.split(","):
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in proxies}
             for _, port in proxies.values():  # warm the caches and pools

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import pymysql  # noqa: E402
-from mariadb_instances import HOST, MariaDBInstance, die_with_parent, free_port  # noqa: E402
+from mariadb_instances import HOST, MariaDBInstance, free_port  # noqa: E402
+from proxy_process import start_proxy  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DB = "sbtest"
@@ -86,26 +86,12 @@ def measure(
     port = free_port()
     path = workdir / f"workers{workers}.yaml"
     path.write_text(config(port, shard_port, workers))
-    log = open(workdir / f"workers{workers}.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
+    proc = start_proxy(
         [sys.executable, "-m", "proxy.cli", "serve", "--config", str(path)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
+        port,
+        workdir / f"workers{workers}.log",
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                pymysql.connect(host=HOST, port=port, user="app", password="app").close()
-                break
-            except pymysql.MySQLError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
         time.sleep(2)  # every worker listening
         if prepare:
             sysbench(port, "prepare", 1, 0)
@@ -126,7 +112,6 @@ def measure(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        log.close()
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import pymysql  # noqa: E402
-from mariadb_instances import HOST, MariaDBInstance, die_with_parent, free_port  # noqa: E402
+from mariadb_instances import HOST, MariaDBInstance, free_port  # noqa: E402
+from proxy_process import start_proxy  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -150,24 +150,11 @@ def main() -> None:
         port = free_port()
         config = base / "proxy.yaml"
         config.write_text(proxy_config(port, shards, args.separate_log))
-        with open(base / "proxy.log", "ab") as out:
-            proxy = subprocess.Popen(
-                [str(VENV_BIN / "shardproxy"), "serve", "--config", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                pymysql.connect(host=HOST, port=port, user="app", password="app").close()
-                break
-            except pymysql.MySQLError:
-                if time.monotonic() > deadline or proxy.poll() is not None:
-                    raise SystemExit(f"proxy did not start; see {base / 'proxy.log'}") from None
-                time.sleep(0.1)
+        proxy = start_proxy(
+            [str(VENV_BIN / "shardproxy"), "serve", "--config", str(config)],
+            port,
+            base / "proxy.log",
+        )
         # Warm-up: pools open, plans cached.
         worker(port, 50, 0, [], [])
 
