@@ -13,7 +13,7 @@ import collections
 import contextlib
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import aiomysql
@@ -58,6 +58,10 @@ class BackendConnection:
         reader._buffer.clear()
         self.state = DEFAULT_STATE
         self.broken = False
+        # Who holds it now (a session), so a KILL never targets it once it went back to the pool.
+        self.owner: object | None = None
+        # KILL QUERYs sent for its thread and not yet answered: until then it is never pooled.
+        self.kills_pending = 0
         self.last_used = time.monotonic()
         self.server_version: str = conn.server_version
         self.thread_id: int = conn.server_thread_id[0]
@@ -289,6 +293,29 @@ def returned(conn: BackendConnection) -> Iterator[BackendConnection]:
         conn.pool.release(conn, not conn.broken)
 
 
+async def kill_queries(
+    conns: Iterable[BackendConnection],
+    kill: Callable[[BackendConnection], Awaitable[bool]],
+) -> None:
+    """Stop the statements running on `conns` with `kill` (a KILL QUERY of the connection's
+    thread on another connection; True once the server answered it).
+
+    Fenced: a KILL that reaches the server after its statement ended stops whatever that thread
+    runs next, so until the KILL is answered a connection coming back to its pool is closed
+    rather than handed to someone else, and one whose KILL got no answer is closed too."""
+    targets = list(conns)
+    for conn in targets:
+        conn.kills_pending += 1
+    try:
+        answered = await asyncio.gather(*(kill(conn) for conn in targets))
+    finally:
+        for conn in targets:
+            conn.kills_pending -= 1
+    for conn, ok in zip(targets, answered, strict=True):
+        if not ok:
+            conn.broken = True
+
+
 def assignment_sql(name: str, value_sql: str) -> str:
     """One SET assignment as SQL: `NAMES utf8mb4`, `@x = 1`, `sql_mode = '...'`."""
     if name in ("names", "character set"):
@@ -400,7 +427,8 @@ class BackendPool:
 
     def release(self, conn: BackendConnection, clean: bool = True) -> None:
         """Return a connection; one that is broken or in an unknown state is closed instead."""
-        if conn.broken or not clean or self._closed:
+        conn.owner = None
+        if conn.broken or not clean or self._closed or conn.kills_pending:
             self._discard(conn)
             self._wake_waiter_with_new()
             return

@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
-from proxy.backend import BackendConnection, BackendPool
+from proxy.backend import BackendConnection, BackendPool, kill_queries
 from router.config import Backend, PoolSize
 from router.errors import ProxyError
 
@@ -209,10 +209,15 @@ class DeadlockDetector:
                 victim_id,
             )
             # Every branch: a statement over several backends ends only when each part has.
-            await asyncio.gather(
-                *(self.control_query(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
-                  for owner, conn in branches.values() if owner is victim)
+            await kill_queries(
+                [conn for owner, conn in branches.values() if owner is victim
+                 and conn.owner is victim],
+                self._kill,
             )  # fmt: skip
+
+    async def _kill(self, conn: BackendConnection) -> bool:
+        answer = await self.control_query(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
+        return answer is not None
 
     async def _waits(self, backend: Backend, threads: list[int]) -> list[tuple[str | None, ...]]:
         """(thread, trx_weight, blocking thread) rows of our `threads` on the server of

@@ -25,6 +25,7 @@ from proxy.backend import (
     BackendError,
     OkResult,
     assignment_sql,
+    kill_queries,
     mark_unfinished,
     returned,
 )
@@ -104,6 +105,8 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # Reads that must see the primary: locking reads, and the hint that forces it.
 _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
 _ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
+# ER_QUERY_INTERRUPTED: what a statement stopped by KILL QUERY answers.
+_INTERRUPTED = 1317
 _TRUE = {"1", "on", "true", "'on'", "'1'"}
 _FALSE = {"0", "off", "false", "'off'", "'0'"}
 # The pool's own connection character set; SET NAMES of it changes nothing.
@@ -183,11 +186,10 @@ class Session:
                 self.busy = True
                 try:
                     await self.dispatch(packet[0], packet[1:])
-                except asyncio.CancelledError:
-                    # Killed or shut down mid-statement: connections with half-read replies
-                    # are closed, so the rollback below never talks over them.
-                    for conn in [*self.active, *self.txn_conns.values()]:
-                        conn.broken = True
+                except BaseException as exc:
+                    # Killed, shut down or the client gone mid-statement: connections with
+                    # half-read replies are closed, so the rollback below never talks over them.
+                    mark_unfinished([*self.active, *self.txn_conns.values()], exc)
                     raise
                 finally:
                     self.busy = False
@@ -339,14 +341,18 @@ class Session:
 
     async def kill_running_statement(self) -> None:
         """Ask each backend running this session's statement to stop it (on the proxy's
-        control connections: the data pools may be busy, with this very statement)."""
+        control connections: the data pools may be busy, with this very statement). Only
+        connections the session still holds are targeted; see kill_queries for the fence."""
         if not self.busy:
             return
+        held = [c for c in [*self.active, *self.txn_conns.values()] if c.owner is self]
         control = self.server.deadlock.control_query
-        await asyncio.gather(
-            *(control(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
-              for conn in [*self.active, *self.txn_conns.values()])
-        )  # fmt: skip
+
+        async def kill(conn: BackendConnection) -> bool:
+            answer = await control(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
+            return answer is not None
+
+        await kill_queries(held, kill)
 
     # --- prepared statements ----------------------------------------------------------------
 
@@ -689,6 +695,7 @@ class Session:
                 except BaseException:
                     conn.pool.release(conn, False)
                     raise
+                conn.owner = self
                 self.txn_conns[backend] = conn
             return conn, False
         conn = None
@@ -699,6 +706,7 @@ class Session:
                     conn = await replica.acquire(self.state)
         if conn is None:
             conn = await self.runtime.backends[backend].acquire(self.state)
+        conn.owner = self
         self.active.append(conn)
         return conn, True
 
@@ -882,9 +890,11 @@ class Session:
         self.server.deadlock.watch()
         try:
             await statement
-        except ProxyError:
+        except ProxyError as exc:
             self.running_since = 0.0
-            if not self.deadlock_victim:
+            # Only the stopped statement itself means "rolled back by the deadlock check": an
+            # error of a commit (an unknown outcome above all) is reported as it is.
+            if not self.deadlock_victim or exc.code not in (_INTERRUPTED, DeadlockFound.code):
                 raise
             await self.end_transaction(commit=False)
             raise DeadlockFound() from None

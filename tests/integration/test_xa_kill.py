@@ -185,3 +185,30 @@ def test_read_only_transaction_with_failed_writes_commits_as_on_mariadb(
     assert expected == ["OK"] * len(setup) + [1792, 1792, "OK"]
     assert run(proxy.connect(database="bank")) == expected
     assert balances(pair, db) == {1: 100, 2: 100}
+
+
+def test_a_client_gone_mid_result_in_a_transaction_leaves_no_locks(
+    pair: Cluster, proxies: Proxies
+) -> None:
+    """The client vanishes while a locking read streams to it: its transaction is rolled back
+    at once (branch connections with rows still in flight are closed, never spoken over), so
+    its row locks don't outlive it and the proxy keeps serving."""
+    proxy, db = bank(proxies, pair, "x0")
+    admin = proxy.connect(database="bank")
+    with admin.cursor() as cursor:
+        for start in range(3, 20_003, 1000):
+            values = ", ".join(f"({i}, 100)" for i in range(start, start + 1000))
+            cursor.execute(f"INSERT INTO accounts (id, balance) VALUES {values}")
+    victim = proxy.connect(database="bank", cursorclass=pymysql.cursors.SSCursor)
+    cursor = victim.cursor()
+    cursor.execute("BEGIN")
+    # About 20 MB: more than the sockets between the proxy and the client hold.
+    cursor.execute("SELECT id, REPEAT('x', 1000) FROM accounts FOR UPDATE")
+    assert cursor.fetchone() is not None
+    victim._sock.close()  # type: ignore[attr-defined]  # gone, mid-result
+    with admin.cursor() as other:
+        other.execute("SET innodb_lock_wait_timeout = 10")
+        other.execute("UPDATE accounts SET balance = 0 WHERE id IN (1, 2)")
+        assert other.rowcount == 2
+    admin.close()
+    wait_until(lambda: not prepared_everywhere(pair, db), 5, "nothing prepared")

@@ -114,6 +114,9 @@ class FakeConn:
     backend: str
     thread_id: int
     pool: Any
+    owner: Any = None
+    kills_pending: int = 0
+    broken: bool = False
 
 
 @dataclass
@@ -134,7 +137,10 @@ SERVERS = {"ds0": _pool("ds0", "h0"), "ds1": _pool("ds1", "h1")}
 
 def _session(sid: int, seq: int, threads: dict[str, int], running: float) -> FakeSession:
     conns = {b: FakeConn(b, t, SERVERS[b]) for b, t in threads.items()}
-    return FakeSession(sid, f"sp-0a0b0c0d-A-1700000000000-{seq}", conns, running)
+    session = FakeSession(sid, f"sp-0a0b0c0d-A-1700000000000-{seq}", conns, running)
+    for conn in conns.values():
+        conn.owner = session  # held, as Session.connection() marks its connections
+    return session
 
 
 def _detector(
