@@ -6,6 +6,7 @@ so a read that returns it provably came from the replica.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,10 +50,13 @@ def replicated(mariadb_base_dir: Path) -> Iterator[tuple[MariaDBInstance, MariaD
 
 
 def _until(predicate, timeout: float = 20.0) -> None:
+    """Wait for `predicate`; an error (the replica has not applied the CREATE TABLE yet)
+    counts as not yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        with contextlib.suppress(pymysql.MySQLError):
+            if predicate():
+                return
         time.sleep(0.1)
     raise AssertionError("condition not reached in time")
 
