@@ -420,6 +420,9 @@ class BackendPool:
             raise BackendUnavailable(
                 f"Can't connect to backend '{b.name}' ({b.host}:{b.port}): {exc}"
             ) from exc
+        except BaseException:  # cancelled while connecting: the slot is free again
+            self._size -= 1
+            raise
         conn = BackendConnection(self, raw)
         self.server_version = conn.server_version
         self.last_error = None

@@ -235,9 +235,12 @@ class DeadlockDetector:
         if pool.down_until > time.monotonic():
             return None  # its connect failed moments ago (already logged)
         try:
-            conn = await pool.acquire()
+            conn = await asyncio.wait_for(pool.acquire(), CONTROL_TIMEOUT)
         except ProxyError as exc:
             self._failed(backend.name, exc.message)
+            return None
+        except TimeoutError:
+            self._failed(backend.name, f"no control connection within {CONTROL_TIMEOUT:.0f} s")
             return None
         ok = False
         try:

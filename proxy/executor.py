@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from proxy import packets as p
-from proxy.backend import BackendConnection, BackendError, OkResult
+from proxy.backend import BackendConnection, BackendError, OkResult, mark_unfinished
 from proxy.channel import ClientChannel
 from proxy.diagnostics import Condition, fetch_conditions
 from proxy.names import NameMap
@@ -285,6 +285,9 @@ async def run_writes(
     )
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
+        for conn, result in zip(conns, results, strict=True):
+            if isinstance(result, BaseException):
+                mark_unfinished((conn,), result)  # e.g. an answer it could not parse
         first = errors[0]
         if isinstance(first, ProxyError):
             raise first
