@@ -44,8 +44,11 @@ from router.session_values import session_call_edits
 from router.template import Edit, Template
 
 _VALUES_HEAD = re.compile(r"\s*\)\s*VALUES?\s*", re.I)
+# Parentheses, and what may hold them without counting: strings, quoted names, comments
+# (optimizer hints stay in the text, and a `)` in one must not end a row).
 _ROW_TOKENS = re.compile(
-    r"""[()]|'(?:[^'\\]|\\.|'')*+'|"(?:[^"\\]|\\.|"")*+"|`[^`]*+(?:``[^`]*+)*+`""", re.S
+    r"""[()]|'(?:[^'\\]|\\.|'')*+'|"(?:[^"\\]|\\.|"")*+"|`[^`]*+(?:``[^`]*+)*+`|/\*.*?\*/""",
+    re.S,
 )
 _ROW_SEPARATOR = re.compile(r"\s*,\s*")
 

@@ -305,6 +305,8 @@ def build_route(
     (`parts`) with each row's shard key (`keys`; generated keys in the slots after all of the
     statement's); None if a part uses slots outside its own, which a repeated row can't."""
     head, *rows, tail = parts
+    if len(rows) != len(layout.row_slots):
+        return None  # the statement's rows were cut differently: plan it whole
     first = layout.head_slots
     slot_count = first + sum(layout.row_slots) + layout.tail_slots
     if any((isinstance(p, int) and p >= first) or not isinstance(p, str | int) for p in head.parts):

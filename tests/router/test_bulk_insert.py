@@ -260,3 +260,24 @@ def test_backticks_comments_and_hints_around_rows() -> None:
             "VALUES (2, `note`)",
         ),
     ]
+
+
+def test_parentheses_inside_hint_comments_never_cut_a_row() -> None:
+    """`/*+ ... */` stays in the text: a `)` or `(` inside one is not a row's end (a row cut
+    there was lost inside the comment of the rendered statement)."""
+    sql = (
+        "INSERT INTO orders (user_id, a) VALUES "
+        "(1, 2 /*+ ), (( */), (5, 6 /*+ ), (( */), (TRUE, 3 /*+ ) */)"
+    )
+    plan = Router(config()).plan(sql, "shop")
+    assert isinstance(plan, QueryPlan)
+    assert [(u.backend, u.sql) for u in plan.units] == [
+        ("ds0", sql.replace("INTO orders ", "INTO orders_1 ")),  # 1, 5, TRUE: shard 1
+    ]
+
+
+def test_rows_the_scanners_cut_differently_are_refused_not_crashed() -> None:
+    sql = "INSERT INTO orders (user_id, a) VALUES (1, 2), (TRUE, 3 /*+ ), ( */) /*+ */, (7, 8)"
+    with pytest.raises(ProxyError) as excinfo:
+        Router(config()).plan(sql, "shop")
+    assert excinfo.value.code == 1235
