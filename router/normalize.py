@@ -14,7 +14,13 @@ from typing import NamedTuple
 
 # Strings as "unrolled loops": a run of plain characters per step, not one character per
 # alternation (twice as fast over the long strings of a bulk INSERT).
-_STRING = r"""(?:'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+'|"[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+")"""
+# A quote, backtick or comment left open runs to the end of the text as one token: the
+# statement is a syntax error either way (the parser reports it), and scanning again from
+# every later quote would take time quadratic in the text.
+_STRING = (
+    r"""(?:'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+(?:'|\\?\Z)"""
+    r"""|"[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+(?:"|\\?\Z))"""
+)
 
 # Only real character sets are introducers: `_col 'x'` is a column with an alias otherwise.
 _CHARSETS = (
@@ -37,9 +43,12 @@ _NOT_IN_WORD = r"(?<![\w$].)"
 _NOT_IN_NUMBER = r"(?<![\w$.].)"
 _MORE_STRINGS = rf"(?:\s*{_STRING})*+"  # 'a' 'b' is one literal, 'ab'
 _LITERAL = _alternatives(
-    r"'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+'" + _MORE_STRINGS,
-    r'"[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+"' + _MORE_STRINGS,
-    *(rf"{n}(?='){_NOT_IN_WORD}'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+'{_MORE_STRINGS}" for n in "nN"),
+    r"'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+(?:'|\\?\Z)" + _MORE_STRINGS,
+    r'"[^"\\]*+(?:(?:\\.|"")[^"\\]*+)*+(?:"|\\?\Z)' + _MORE_STRINGS,
+    *(
+        rf"{n}(?='){_NOT_IN_WORD}'[^'\\]*+(?:(?:\\.|'')[^'\\]*+)*+(?:'|\\?\Z){_MORE_STRINGS}"
+        for n in "nN"
+    ),
     *(rf"{x}(?='){_NOT_IN_WORD}'[0-9a-fA-F]*'" for x in "xX"),
     *(rf"{b}(?='){_NOT_IN_WORD}'[01]*'" for b in "bB"),
     rf"_(?=\w+\s*['\"]){_NOT_IN_WORD}(?i:{_CHARSETS})\s*{_STRING}{_MORE_STRINGS}",
@@ -48,17 +57,18 @@ _LITERAL = _alternatives(
     rf"\.{_NOT_IN_NUMBER}\d++(?:[eE][+-]?\d++)?(?![\w$])",
 )
 _PARAM = r"\?"
-_KEPT = _alternatives(r"`[^`]*+(?:``[^`]*+)*+`", r"/\*\+.*?\*/")  # identifiers, hints
+_KEPT = _alternatives(r"`[^`]*+(?:``[^`]*+)*+(?:`|\Z)", r"/\*\+.*?(?:\*/|\Z)")  # names, hints
 _COMMENT = _alternatives(r"/\*.*?\*/", r"--(?=[\s\x00-\x1f]|$)[^\n]*", r"\#[^\n]*")
+_UNCLOSED_COMMENT = r"(?P<unclosed>/\*.*\Z)"  # kept as written: the parser reports it
 # Every token; its first characters tell which kind it is.
-_TOKEN = re.compile(_alternatives(_KEPT, _COMMENT, _LITERAL, _PARAM), re.S)
+_TOKEN = re.compile(_alternatives(_KEPT, _COMMENT, _UNCLOSED_COMMENT, _LITERAL, _PARAM), re.S)
 # Literals and `?` only, for text without comments or backticks: re.split cuts it in C alone.
 _SLOTS = re.compile(f"({_alternatives(_LITERAL, _PARAM)})", re.S)
 _TRIM_END = " \t\r\n\f\v;"
 
 # Quoted text and comments to step over when looking for statement ends or versioned comments.
-_OPAQUE = rf"`[^`]*+(?:``[^`]*+)*+`|{_STRING}|(?:--(?=[\s\x00-\x1f]|$)|\#)[^\n]*"
-_SPLIT = re.compile(rf"{_OPAQUE}|/\*.*?\*/|(?P<semi>;)", re.S)
+_OPAQUE = rf"`[^`]*+(?:``[^`]*+)*+(?:`|\Z)|{_STRING}|(?:--(?=[\s\x00-\x1f]|$)|\#)[^\n]*"
+_SPLIT = re.compile(rf"{_OPAQUE}|/\*.*?(?:\*/|\Z)|(?P<semi>;)", re.S)
 # Versioned comments for a server version above this stay comments (see unwrap_...).
 _FUTURE_VERSION = 200000
 _VERSIONED = re.compile(rf"{_OPAQUE}|(?P<open>/\*M?!\d*)|/\*.*?\*/|(?P<close>\*/)", re.S)
@@ -100,7 +110,7 @@ def _normalize_with_comments(sql: str) -> Normalized:
     pos = 0
     for match in _TOKEN.finditer(sql):
         token = match.group()
-        if token[0] == "`" or token.startswith("/*+"):
+        if token[0] == "`" or token.startswith("/*+") or match.lastgroup == "unclosed":
             continue
         start, end = match.span()
         if token[0] in "/-#":
