@@ -94,6 +94,7 @@ from router.plan import (
     UsePlan,
 )
 from router.planner import split_statements
+from router.quoting import ansi_sql_mode, backtick_names
 
 if TYPE_CHECKING:
     from proxy.server import Runtime, Server
@@ -262,6 +263,8 @@ class Session:
 
     async def handle_query(self, body: bytes) -> None:
         sql = body.decode("utf-8", "surrogateescape")
+        if self.state and '"' in sql and self._ansi_quotes():
+            sql = backtick_names(sql)
         statements = split_statements(sql) if self.multi_statements and ";" in sql else [sql]
         if not statements:
             raise ProxyError("Query was empty", 1065, "42000")
@@ -269,6 +272,10 @@ class Session:
         for i, statement in enumerate(statements):
             # An error ends a multi-statement batch, as in MySQL.
             await self.run_statement(statement, more=i < last)
+
+    def _ansi_quotes(self) -> bool:
+        """Whether this session's sql_mode makes "x" a name (see router.quoting)."""
+        return any(name == "sql_mode" and ansi_sql_mode(value) for name, value in self.state)
 
     async def run_statement(self, sql: str, more: bool = False) -> None:
         self.statement = sql
@@ -359,6 +366,8 @@ class Session:
     async def stmt_prepare(self, body: bytes) -> None:
         """COM_STMT_PREPARE: metadata from preparing the physical SQL of one data node."""
         sql = body.decode("utf-8", "surrogateescape")
+        if self.state and '"' in sql and self._ansi_quotes():
+            sql = backtick_names(sql)
         normalized = normalize(sql)
         num_params = normalized.literals.count(None)
         params_defs: list[bytes] = []

@@ -393,3 +393,22 @@ def test_drop_table_if_exists_and_create_if_not_exists(
     assert physical_tables(mariadb_cluster, "users") == set()
     execute(conn, "DROP TABLE IF EXISTS users")  # nothing left to drop: still OK
     assert physical_tables(mariadb_cluster, "users") == set()
+
+
+def test_ansi_quotes_sessions_route_double_quoted_names_as_names(
+    tables: ShopTables, conn: pymysql.Connection
+) -> None:
+    """Under sql_mode ANSI_QUOTES "user_id" is the column, not a string: compared with itself
+    it holds on every row of every shard (routed by it as a value, one shard would answer)."""
+    tables.create("orders")
+    orders = [(i, i * 5 % 13, "new") for i in range(1, 21)]
+    with conn.cursor() as cursor:
+        cursor.executemany("INSERT INTO orders (id, user_id, status) VALUES (%s, %s, %s)", orders)
+    execute(conn, "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+    assert run(conn, 'SELECT COUNT(*) FROM orders WHERE "user_id" = "user_id"') == [(20,)]
+    assert run(conn, 'SELECT "id" FROM "orders" WHERE "user_id" = 7 AND status = \'new\'') == [
+        (o[0],) for o in orders if o[1] == 7
+    ]
+    assert run(conn, "SELECT 'it''s \"quoted\"' FROM orders WHERE user_id = 7 LIMIT 1") == [
+        ('it\'s "quoted"',)
+    ]
