@@ -617,7 +617,14 @@ async def merge_reads(
         firsts = {}
         for stream in streams:
             firsts.setdefault(id(stream.conn), stream)
-        await asyncio.gather(*(s.start() for s in firsts.values()))
+        # Every start settles before an error is raised: _finish must not drain a connection
+        # another start is still reading.
+        started = await asyncio.gather(
+            *(s.start() for s in firsts.values()), return_exceptions=True
+        )
+        for result in started:
+            if isinstance(result, BaseException):
+                raise result
         head = streams[0].reader
         try:
             infos = [column_info(payload) for payload in head.columns]

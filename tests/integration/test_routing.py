@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import pymysql
 import pytest
 from shop_helpers import (
     SCHEMA,
@@ -28,7 +29,6 @@ from shop_helpers import (
 )
 
 if TYPE_CHECKING:
-    import pymysql
     from conftest import Cluster, ProxyProcess
 
 
@@ -412,3 +412,21 @@ def test_ansi_quotes_sessions_route_double_quoted_names_as_names(
     assert run(conn, "SELECT 'it''s \"quoted\"' FROM orders WHERE user_id = 7 LIMIT 1") == [
         ('it\'s "quoted"',)
     ]
+
+
+def test_a_shard_failing_at_once_while_others_still_run_gives_its_error(
+    tables: ShopTables, conn: pymysql.Connection, mariadb_cluster: Cluster
+) -> None:
+    """One shard answers ERR at once while the others are still working: the client gets the
+    error, and the connections left mid-statement are read to their end, one reader each,
+    before they serve anything else."""
+    tables.create("users")
+    insert_users(conn)
+    index, schema, table = node_of("users", 3)
+    mariadb_cluster.instances[index].execute(f"DROP TABLE `{schema}`.`{table}`")
+    with pytest.raises(pymysql.err.ProgrammingError) as excinfo:
+        run(conn, "SELECT id, SLEEP(0.2) FROM users ORDER BY id")
+    assert excinfo.value.args[0] == 1146
+    tables.create("users")
+    insert_users(conn)
+    assert run(conn, "SELECT id FROM users ORDER BY id") == [(k,) for k, _ in USERS]
