@@ -306,14 +306,14 @@ async def kill_queries(
     targets = list(conns)
     for conn in targets:
         conn.kills_pending += 1
+    answered = [False] * len(targets)  # cancelled midway: a KILL may still be on its way
     try:
-        answered = await asyncio.gather(*(kill(conn) for conn in targets))
+        answered = list(await asyncio.gather(*(kill(conn) for conn in targets)))
     finally:
-        for conn in targets:
+        for conn, ok in zip(targets, answered, strict=True):
             conn.kills_pending -= 1
-    for conn, ok in zip(targets, answered, strict=True):
-        if not ok:
-            conn.broken = True
+            if not ok:
+                conn.broken = True
 
 
 def assignment_sql(name: str, value_sql: str) -> str:
