@@ -19,6 +19,7 @@ from xa_helpers import (
     ACCOUNTS,
     RECOVERY_INTERVAL,
     Proxies,
+    balances,
     create_tables,
     decisions,
     new_db_name,
@@ -26,7 +27,6 @@ from xa_helpers import (
     prepared,
     prepared_everywhere,
     row_locked,
-    table_rows,
     wait_until,
     xa_config,
 )
@@ -41,10 +41,6 @@ proxies = xa_helpers.proxies
 # Account 1 lives in shard 1 on x0 (server 0), account 2 in shard 2 on x1 (server 1).
 X0_ACCOUNT, X1_ACCOUNT = 1, 2
 RECOVERED_WITHIN = ABORT_AFTER + 4 * RECOVERY_INTERVAL + 5
-
-
-def balances(pair: Cluster, db: str) -> dict[int, int]:
-    return dict(table_rows(pair, db, "accounts", "id, balance"))
 
 
 def open_accounts(proxy: ProxyProcess) -> None:

@@ -16,7 +16,14 @@ import mysql.connector
 import pymysql
 import xa_helpers
 import yaml
-from xa_helpers import ACCOUNTS, create_tables, new_db_name, row_locked, table_rows, xa_config
+from xa_helpers import (
+    ACCOUNTS,
+    balances,
+    create_tables,
+    new_db_name,
+    row_locked,
+    xa_config,
+)
 
 if TYPE_CHECKING:
     from conftest import Cluster, ProxyProcess
@@ -43,10 +50,6 @@ def bank(proxies: Proxies, pair: Cluster, keys: tuple[int, ...]) -> tuple[ProxyP
             cursor.execute(f"INSERT INTO accounts (id, balance) VALUES ({key}, 0)")
     conn.close()
     return proxy, db
-
-
-def balances(pair: Cluster, db: str) -> dict[int, int]:
-    return dict(table_rows(pair, db, "accounts", "id, balance"))
 
 
 def client(proxy: ProxyProcess) -> pymysql.Connection:

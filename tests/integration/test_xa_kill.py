@@ -16,13 +16,11 @@ import pytest
 import xa_helpers
 from xa_helpers import (
     ACCOUNTS,
-    create_tables,
+    balances,
     decisions,
-    new_db_name,
     prepared_everywhere,
-    table_rows,
+    two_accounts,
     wait_until,
-    xa_config,
 )
 
 if TYPE_CHECKING:
@@ -35,22 +33,6 @@ proxies = xa_helpers.proxies
 # Account 1 is on x0 (server 0), account 2 on x1 (server 1). With log x0, x0's branch carries
 # the decision; with xlog, the decision is inserted on its own.
 LOGS = pytest.mark.parametrize("log", ["x0", "xlog"])
-
-
-def bank(proxies: Proxies, pair: Cluster, log: str, **env: str) -> tuple[ProxyProcess, str]:
-    db = new_db_name("xakill")
-    proxy = proxies.start(xa_config(pair, db, log=log), db, **env)
-    create_tables(proxy, ACCOUNTS)
-    conn = proxy.connect(database="bank")
-    with conn.cursor() as cursor:
-        cursor.execute("INSERT INTO accounts (id, balance) VALUES (1, 100)")
-        cursor.execute("INSERT INTO accounts (id, balance) VALUES (2, 100)")
-    conn.close()
-    return proxy, db
-
-
-def balances(pair: Cluster, db: str) -> dict[int, int]:
-    return dict(table_rows(pair, db, "accounts", "id, balance"))
 
 
 def commit_in_background(proxy: ProxyProcess) -> tuple[int, threading.Thread, dict[str, object]]:
@@ -107,7 +89,7 @@ def test_kill_during_commit_lets_it_finish_and_others_get_right_answers(
     """KILL while the commit pauses after its decision (every branch prepared, or committed
     for the carrier): the commit still completes on every backend, nothing stays prepared, and
     the next clients get right answers straight away, during the pause too."""
-    proxy, db = bank(proxies, pair, log, SHARDPROXY_DELAY_AT="after_decision:3")
+    proxy, db = two_accounts(proxies, pair, "xakill", log, SHARDPROXY_DELAY_AT="after_decision:3")
     connection_id, thread, outcome = commit_in_background(proxy)
     wait_until(lambda: decisions(pair, db), 5, "the COMMIT decision")
     kill(proxy, connection_id)
@@ -125,7 +107,7 @@ def test_kill_while_the_carrier_insert_waits_on_a_lock(pair: Cluster, proxies: P
     """The carrier's INSERT of the decision row waits for a lock on the log table when the
     session is killed; once the lock is released the commit completes, and no pooled
     connection is left with the carrier's answers unread."""
-    proxy, db = bank(proxies, pair, "x0")
+    proxy, db = two_accounts(proxies, pair, "xakill", "x0")
     blocker = pair.instances[0].connect(f"{db}_0", autocommit=False)
     with blocker.cursor() as cursor:
         cursor.execute("SELECT * FROM shardproxy_xa_log FOR UPDATE")
@@ -163,7 +145,7 @@ def test_read_only_transaction_with_failed_writes_commits_as_on_mariadb(
 ) -> None:
     """Writes refused in a READ ONLY transaction (1792), then COMMIT: MariaDB answers OK. The
     branch on the log backend is read only too, so it must not carry the decision row."""
-    proxy, db = bank(proxies, pair, "x0")
+    proxy, db = two_accounts(proxies, pair, "xakill", "x0")
     updates = [f"UPDATE accounts SET balance = 0 WHERE id = {account}" for account in (1, 2)]
 
     def run(conn: pymysql.Connection) -> list[object]:
@@ -193,7 +175,7 @@ def test_a_client_gone_mid_result_in_a_transaction_leaves_no_locks(
     """The client vanishes while a locking read streams to it: its transaction is rolled back
     at once (branch connections with rows still in flight are closed, never spoken over), so
     its row locks don't outlive it and the proxy keeps serving."""
-    proxy, db = bank(proxies, pair, "x0")
+    proxy, db = two_accounts(proxies, pair, "xakill", "x0")
     admin = proxy.connect(database="bank")
     with admin.cursor() as cursor:
         for start in range(3, 20_003, 1000):

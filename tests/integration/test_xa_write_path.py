@@ -11,17 +11,14 @@ import pymysql
 import pytest
 import xa_helpers
 from xa_helpers import (
-    ACCOUNTS,
-    create_tables,
+    balances,
     decisions,
-    new_db_name,
     prepared_everywhere,
-    table_rows,
-    xa_config,
+    two_accounts,
 )
 
 if TYPE_CHECKING:
-    from conftest import Cluster, ProxyProcess
+    from conftest import Cluster
     from xa_helpers import Proxies
 
 pair = xa_helpers.pair
@@ -31,27 +28,9 @@ proxies = xa_helpers.proxies
 LOGS = pytest.mark.parametrize("log", ["x0", "xlog"])
 
 
-def balances(pair: Cluster, db: str) -> dict[int, int]:
-    return dict(table_rows(pair, db, "accounts", "id, balance"))
-
-
-def bank(
-    proxies: Proxies, pair: Cluster, log: str = "x0", **config: str
-) -> tuple[ProxyProcess, str]:
-    db = new_db_name("xawrite")
-    proxy = proxies.start(xa_config(pair, db, log=log, **config), "write-path")
-    create_tables(proxy, ACCOUNTS)
-    conn = proxy.connect(database="bank")
-    with conn.cursor() as cursor:
-        cursor.execute("INSERT INTO accounts (id, balance) VALUES (1, 100)")
-        cursor.execute("INSERT INTO accounts (id, balance) VALUES (2, 100)")
-    conn.close()
-    return proxy, db
-
-
 def test_first_statement_of_a_branch_runs_inside_it(pair: Cluster, proxies: Proxies) -> None:
     """XA START rides with the first statement: ROLLBACK must undo that statement too."""
-    proxy, db = bank(proxies, pair)
+    proxy, db = two_accounts(proxies, pair, "xawrite")
     conn = proxy.connect(database="bank")
     with conn.cursor() as cursor:
         cursor.execute("BEGIN")
@@ -67,7 +46,7 @@ def test_first_statement_of_a_branch_runs_inside_it(pair: Cluster, proxies: Prox
 def test_error_in_the_first_statement_of_a_branch(pair: Cluster, proxies: Proxies) -> None:
     """The branch's first statement fails after XA START succeeded in the same packet: the
     client gets that statement's error, the branch stays usable and commits with the rest."""
-    proxy, db = bank(proxies, pair)
+    proxy, db = two_accounts(proxies, pair, "xawrite")
     conn = proxy.connect(database="bank")
     with conn.cursor() as cursor:
         cursor.execute("BEGIN")
@@ -88,7 +67,7 @@ def test_a_refused_decision_rolls_back_every_branch(
 ) -> None:
     """The decision log refuses the insert (here a CHECK constraint): carried by x0's branch
     or inserted alone, the transaction is rolled back everywhere and the client told so."""
-    proxy, db = bank(proxies, pair, log)
+    proxy, db = two_accounts(proxies, pair, "xawrite", log)
     pair.instances[0].execute(
         f"ALTER TABLE `{db}_0`.shardproxy_xa_log "
         "ADD CONSTRAINT no_decisions CHECK (decision = 'ABORT')"
@@ -113,7 +92,7 @@ def test_concurrent_commits_all_land(pair: Cluster, proxies: Proxies, log: str) 
     """Eight clients transferring between their own accounts at once (decisions group-committed,
     or carried): every transfer commits on both shards, and no decision row or prepared branch
     is left once they are done."""
-    proxy, db = bank(proxies, pair, log)
+    proxy, db = two_accounts(proxies, pair, "xawrite", log)
     clients = range(1, 9)
     conn = proxy.connect(database="bank")
     with conn.cursor() as cursor:

@@ -248,6 +248,27 @@ def wait_until(
         time.sleep(interval)
 
 
+def balances(pair: Cluster, db: str) -> dict[int, int]:
+    """Every account's balance, read straight from the backends."""
+    return dict(table_rows(pair, db, "accounts", "id, balance"))
+
+
+def two_accounts(
+    proxies: Proxies, pair: Cluster, prefix: str, log: str = "x0", **env: str
+) -> tuple[ProxyProcess, str]:
+    """A new proxy over `bank` on its own databases, with accounts 1 (on x0) and 2 (on x1) of
+    100 each; `log` is its log_backend, `env` the proxy's failpoints."""
+    db = new_db_name(prefix)
+    proxy = proxies.start(xa_config(pair, db, log=log), db, **env)
+    create_tables(proxy, ACCOUNTS)
+    conn = proxy.connect(database="bank")
+    with conn.cursor() as cursor:
+        cursor.execute("INSERT INTO accounts (id, balance) VALUES (1, 100)")
+        cursor.execute("INSERT INTO accounts (id, balance) VALUES (2, 100)")
+    conn.close()
+    return proxy, db
+
+
 def table_rows(cluster: Cluster, db: str, table: str, columns: str = "*") -> list[tuple]:
     """Every row of `table` on every shard, read straight from the backends."""
     rows: list[tuple] = []
