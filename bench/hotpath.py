@@ -55,6 +55,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 DB = "sbtest"
 USER = PASSWORD = "app"
 MODES = {"text": "disable", "prepared": "auto"}
+# sysbench workloads this script runs; an oltp_* event is a transaction of many queries.
+WORKLOADS = ("oltp_point_select", "oltp_read_only", "oltp_write_only")
 _QUERIES = re.compile(r"^\s*queries:\s+(\d+)", re.M)
 
 
@@ -114,11 +116,13 @@ def run_proxy(
     return start_proxy(command, port, log, source)
 
 
-def sysbench(port: int, mode: str, threads: int, events: int, rows: int) -> int:
-    """Run point selects through the proxy; the number of queries sysbench completed."""
+def sysbench(
+    port: int, mode: str, threads: int, events: int, rows: int, workload: str = WORKLOADS[0]
+) -> int:
+    """Run `workload` through the proxy; the number of queries sysbench completed."""
     command = [
         "sysbench",
-        "oltp_point_select",
+        workload,
         f"--threads={threads}",
         "--tables=1",
         f"--table-size={rows}",
@@ -140,10 +144,10 @@ def sysbench(port: int, mode: str, threads: int, events: int, rows: int) -> int:
     return int(match.group(1))
 
 
-def measure(pid: int, port: int, mode: str, threads: int, events: int, rows: int):
+def measure(pid: int, port: int, mode: str, args: argparse.Namespace):
     """(µs of proxy CPU per query, share of it in the kernel) for one sysbench run."""
     user0, sys0 = cpu_seconds(pid)
-    queries = sysbench(port, mode, threads, events, rows)
+    queries = sysbench(port, mode, args.threads, args.events, args.rows, args.workload)
     user1, sys1 = cpu_seconds(pid)
     total = (user1 - user0) + (sys1 - sys0)
     return total / queries * 1e6, (sys1 - sys0) / total if total else 0.0
@@ -182,7 +186,10 @@ def py_spy(pid: int, out: Path, run) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--events", type=int, default=40000, help="queries per measured run")
+    parser.add_argument("--workload", choices=WORKLOADS, default=WORKLOADS[0])
+    parser.add_argument(
+        "--events", type=int, help="sysbench events per run (40,000 point selects, 2,500 oltp_*)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per mode")
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--modes", default="text,prepared")
@@ -191,6 +198,8 @@ def main() -> int:
     parser.add_argument("--py-spy", type=Path, help="also profile one run per mode into DIR")
     parser.add_argument("--cprofile", help="run the proxy under cProfile, output FILE.<pid>")
     args = parser.parse_args()
+    if args.events is None:
+        args.events = 40000 if args.workload == WORKLOADS[0] else 2500
     if shutil.which("sysbench") is None:
         raise SystemExit("sysbench is not installed (apt-get install sysbench)")
     args.base_dir.mkdir(parents=True, exist_ok=True)
@@ -211,13 +220,12 @@ def main() -> int:
             proxies[name] = (run_proxy(config, port, log, args.cprofile, source), port)
         for mode in args.modes.split(","):
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in proxies}
+            warm = 3000 if args.workload == WORKLOADS[0] else 200
             for _, port in proxies.values():  # warm the caches and pools
-                sysbench(port, mode, args.threads, 3000, args.rows)
+                sysbench(port, mode, args.threads, warm, args.rows, args.workload)
             for _ in range(args.repeat):
                 for name, (proc, port) in proxies.items():
-                    runs[name].append(
-                        measure(proc.pid, port, mode, args.threads, args.events, args.rows)
-                    )
+                    runs[name].append(measure(proc.pid, port, mode, args))
             for name, measured in runs.items():
                 cpu = statistics.median(r[0] for r in measured)
                 least = min(r[0] for r in measured)
@@ -234,7 +242,9 @@ def main() -> int:
                 py_spy(
                     proc.pid,
                     args.py_spy / f"{mode}.txt",
-                    lambda m=mode, p=port: sysbench(p, m, args.threads, args.events, args.rows),
+                    lambda m=mode, p=port: sysbench(
+                        p, m, args.threads, args.events, args.rows, args.workload
+                    ),
                 )
     finally:
         for proc, _ in proxies.values():
