@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlglot import exp
+from sqlglot.dialects.mysql import MySQL
 from sqlglot.tokens import Token, TokenType
 
 from router.analyze import (
@@ -50,7 +51,7 @@ from router.clauses import (
     split,
 )
 from router.errors import NotSupported, ParseError
-from router.literals import literal_value, render_param
+from router.literals import render_param
 from router.locality import (
     aggregates_in,
     check_scopes,
@@ -144,12 +145,11 @@ class LimitSum:
         for slot in (self.offset, self.count):
             if slot is None:
                 continue
-            if texts[slot] == "NULL":  # what `LIMIT NULL` written as text gets, too
-                raise limit_error("NULL")
-            value = literal_value(texts[slot])
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise limit_error(texts[slot])
-            total += value
+            # Digits only, as MySQL's grammar: not b'11', 0x0F or 1e2 (numbers elsewhere), nor
+            # NULL (what `LIMIT NULL` written as text gets, too).
+            if not texts[slot].isdigit():
+                raise bad_limit_literal(texts[slot])
+            total += int(texts[slot])
         return str(total)
 
 
@@ -162,6 +162,13 @@ def limit_error(text: str) -> ParseError:
 _LIMIT_TOKENS = frozenset(
     {TokenType.NUMBER, TokenType.PLACEHOLDER, TokenType.COMMA, TokenType.OFFSET}
 )
+
+
+def bad_limit_literal(text: str) -> ParseError:
+    """limit_error for a LIMIT slot whose literal is not digits, naming its first token as
+    _bad_limit does when it reads the clause (`'a'` of `'a' 'b'`): a cached plan's error is
+    the fresh plan's."""
+    return limit_error(_bad_limit(text, MySQL().tokenize(text)) or text)
 
 
 def _bad_limit(text: str, tokens: Sequence[Token]) -> str | None:
@@ -241,9 +248,9 @@ def _bind(node: object, bindings: Bindings) -> object:
         return Lit(value)
     if isinstance(node, Limit):
         source = _bind(node.source, bindings)
-        offset = _bind(node.offset, bindings)
-        count = _bind(node.count, bindings)
-        return Limit(source, _limit_value(offset), _limit_value(count))  # type: ignore[arg-type]
+        offset = _limit_value(_bind(_limit_literal(node.offset, bindings), bindings))
+        count = _limit_value(_bind(_limit_literal(node.count, bindings), bindings))
+        return Limit(source, offset, count)  # type: ignore[arg-type]
     if isinstance(node, tuple):
         return tuple(_bind(item, bindings) for item in node)
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
@@ -254,6 +261,16 @@ def _bind(node: object, bindings: Bindings) -> object:
             if bound is not value:
                 changes[f.name] = bound
         return dataclasses.replace(node, **changes) if changes else node
+    return node
+
+
+def _limit_literal(node: object, bindings: Bindings) -> object:
+    """A LIMIT slot written in the text must be digits (b'11' is a number elsewhere, not
+    here): the statement's shape is cached whatever literal kind its slots held."""
+    if isinstance(node, Param) and node.slot not in bindings.params:
+        text = bindings.texts[node.slot]
+        if not text.isdigit():
+            raise bad_limit_literal(text)
     return node
 
 
