@@ -141,6 +141,32 @@ class BackendConnection:
         assert frame is not None
         return frame[4:]
 
+    def buffered_rows(self) -> list[bytes]:
+        """The payloads of the row packets buffered whole, in order, up to the first packet
+        that is not one (EOF or ERR), is not all here or needs reassembly (16 MB frames):
+        that one is left for read_packet. One loop for a whole received chunk of a result,
+        where reading row by row costs several calls per row."""
+        buf = self._buf
+        pos = self._pos
+        size = len(buf)
+        rows = []
+        while size - pos > 4:
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            end = pos + 4 + length
+            if end > size or not length or length == p.MAX_PAYLOAD:
+                break
+            first = buf[pos + 4]
+            if first == 0xFF or (first == 0xFE and length < 9):
+                break
+            rows.append(bytes(buf[pos + 4 : end]))
+            pos = end
+        if pos == size:
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = pos
+        return rows
+
     async def read_frame(self) -> bytes:
         """Read one raw wire frame, header included, for relaying without reassembly."""
         while True:

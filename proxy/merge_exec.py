@@ -411,18 +411,29 @@ class _UnitStream:
             raise self.reader._error(payload)
         return payload
 
-    async def next(self) -> bytes | None:
-        """The next row payload, or None at the end."""
-        if self.buffer:
-            self.budget.give()
-            return self.buffer.pop()
+    async def next_rows(self) -> list[bytes] | None:
+        """The unit's next row payloads, at least one (what its connection has received,
+        or a bounded part of what was read ahead); None at the end."""
+        buffer = self.buffer
+        if buffer:
+            rows = buffer[-_BATCH:]
+            del buffer[-_BATCH:]
+            rows.reverse()
+            self.budget.give(len(rows))
+            return rows
         if self.ended:
             return None
         await self.start()
+        rows = self.conn.buffered_rows()
+        if rows:
+            return rows
         payload = await self._read()
         if payload is None:
             self.ended = True
-        return payload
+            return None
+        rows = self.conn.buffered_rows()
+        rows.insert(0, payload)
+        return rows
 
     async def read_ahead(self) -> None:
         """Read the rest of this unit into memory: its connection is needed for another."""
@@ -547,8 +558,13 @@ class _KeyRows:
         cut = visible if visible < self.width else 0
         self.count = max([i + 1 for i, _ in self.keys] + [cut])
         self.empty: list[object] = [None] * self.width
+        # Text rows: per cell up to `count`, how its value is kept (_SKIP: not at all).
+        self.text_decoders: list[object] = [_SKIP] * self.count
+        for index, decode in self.keys:
+            self.text_decoders[index] = decode
+        self.row = self._text_row if not binary and self.count else self._row
 
-    def row(self, payload: bytes) -> tuple[object, ...]:
+    def _row(self, payload: bytes) -> tuple[object, ...]:
         if not self.count:
             return (*self.empty, payload)
         if self.binary:
@@ -571,6 +587,34 @@ class _KeyRows:
             values.append(rows.cut_text_row(payload, cells, visible))
         return tuple(values)
 
+    def _text_row(self, payload: bytes) -> tuple[object, ...]:
+        """_row for a text row, its cells walked in one loop: this runs for every row."""
+        values = self.empty.copy()
+        visible = self.visible
+        cut = len(payload)
+        pos = 0
+        for index, decode in enumerate(self.text_decoders):
+            first = payload[pos]
+            if first < 0xFB:
+                start = pos + 1
+                pos = start + first
+            elif first == 0xFB:  # NULL
+                start = -1
+                pos += 1
+            else:
+                start = rows.lenenc_start(payload, pos)
+                pos = start + int.from_bytes(payload[pos + 1 : start], "little")
+            if index + 1 == visible:
+                cut = pos
+            if decode is _SKIP or start < 0:
+                continue
+            values[index] = payload[start:pos] if decode is None else decode(payload, start, pos)
+        values.append(payload if cut == len(payload) else payload[:cut])
+        return tuple(values)
+
+
+# A text cell the merge doesn't look at.
+_SKIP = object()
 
 _CellDecoder = Callable[[bytes, int, int], object]
 
@@ -666,9 +710,11 @@ async def merge_reads(
                 channel.send(encode(row))
 
         while (index := merger.need()) is not None:
-            payload = await streams[index].next()
+            payloads = await streams[index].next_rows()
             try:
-                out = merger.feed(index, None if payload is None else decode(payload))
+                out = merger.feed_many(
+                    index, None if payloads is None else list(map(decode, payloads))
+                )
                 if out:
                     emit(out)
             except _VALUE_ERRORS as error:

@@ -5,14 +5,14 @@ bytes) as they arrive from each unit and sends whatever comes out. A `Merger` is
 this:
 
     while (unit := merger.need()) is not None:
-        for row in merger.feed(unit, next_row_of(unit) or None):  # None: the unit ended
-            send(row)
-    for row in merger.finish():
-        send(row)
+        rows = rows_buffered_for(unit) or None  # None: the unit ended
+        send(merger.feed_many(unit, rows))
+    send(merger.finish())
 
-`need()` says which unit to read from next: for a merge sort, a unit whose next row is not
-known yet, so each unit is read lazily and at most one row per unit waits here. It returns None
-when nothing more is needed (every unit ended, or a LIMIT is satisfied).
+`need()` says which unit to read from next: for a merge sort, a unit none of whose rows wait
+here, so each unit is read lazily, one batch of the rows its connection already received at a
+time (a batch is ordered with the others by one C sort, not a heap step per row). It returns
+None when nothing more is needed (every unit ended, or a LIMIT is satisfied).
 
 Memory: rows held at once (groups, distinct keys, rows to sort) are counted against a cap; a
 query that would exceed it ends with MergeTooLarge instead of exhausting the proxy's memory.
@@ -20,7 +20,7 @@ query that would exceed it ends with MergeTooLarge instead of exhausting the pro
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -422,6 +422,12 @@ class _Stage:
     def push(self, row: Row) -> Iterable[Row]:
         raise NotImplementedError
 
+    def push_many(self, rows: list[Row]) -> list[Row]:
+        out: list[Row] = []
+        for row in rows:
+            out.extend(self.push(row))
+        return out
+
     def finish(self) -> Iterable[Row]:
         return ()
 
@@ -462,6 +468,10 @@ class _FilterStage(_Stage):
     def push(self, row: Row) -> Iterable[Row]:
         return (row,) if v.truth(evaluate(self.condition, row)) else ()
 
+    def push_many(self, rows: list[Row]) -> list[Row]:
+        condition = self.condition
+        return [row for row in rows if v.truth(evaluate(condition, row))]
+
 
 class _SortStage(_Stage):
     def __init__(self, node: Sort, columns: Sequence[ColumnInfo], budget: Budget):
@@ -496,6 +506,16 @@ class _DistinctStage(_Stage):
         self.seen.add(key)
         return (row,)
 
+    def push_many(self, rows: list[Row]) -> list[Row]:
+        key, seen, out = self.key, self.seen, []
+        for row in rows:
+            k = key(row)
+            if k not in seen:
+                seen.add(k)
+                out.append(row)
+        self.budget.take(len(out))
+        return out
+
 
 class _LimitStage(_Stage):
     def __init__(self, node: Limit):
@@ -514,6 +534,14 @@ class _LimitStage(_Stage):
         self.done = self.left <= 0
         return (row,)
 
+    def push_many(self, rows: list[Row]) -> list[Row]:
+        skipped = min(self.skip, len(rows))
+        self.skip -= skipped
+        out = rows[skipped : skipped + max(self.left, 0)]
+        self.left -= len(out)
+        self.done = self.left <= 0
+        return out
+
 
 class _ProjectStage(_Stage):
     def __init__(self, node: Project):
@@ -521,6 +549,10 @@ class _ProjectStage(_Stage):
 
     def push(self, row: Row) -> Iterable[Row]:
         return (row[: -self.hidden] if self.hidden else row,)
+
+    def push_many(self, rows: list[Row]) -> list[Row]:
+        hidden = self.hidden
+        return [row[:-hidden] for row in rows] if hidden else rows
 
 
 def _stages(
@@ -561,9 +593,9 @@ class Merger:
         self.sorted = isinstance(source, MergeSort)
         self.key = sort_key(source.keys, columns) if isinstance(source, MergeSort) else None
         self.ended = [False] * units
-        self.open = units  # units that have not ended
-        self.heads: dict[int, Row] = {}
-        self.heap: list[tuple[object, int, Row]] = []
+        # Merge sort: each unit's rows read but not out yet, and their keys (both in order).
+        self.pending: list[list[Row]] = [[] for _ in range(units)]
+        self.pending_keys: list[list[object]] = [[] for _ in range(units)]
         self.current = 0  # Concat: the unit being read
 
     @property
@@ -572,74 +604,114 @@ class Merger:
         return any(stage.done for stage in self.limits)
 
     def need(self) -> int | None:
-        """The unit to read the next row from, or None when no more input is needed."""
+        """The unit to read the next rows from, or None when no more input is needed."""
         if self.limits and self.done:
             return None
         if not self.sorted:
             while self.current < len(self.ended) and self.ended[self.current]:
                 self.current += 1
             return self.current if self.current < len(self.ended) else None
-        heads = self.heads
+        pending = self.pending
         for unit, ended in enumerate(self.ended):
-            if not ended and unit not in heads:
+            if not ended and not pending[unit]:
                 return unit
         return None
 
     def feed(self, unit: int, row: Row | None) -> list[Row]:
         """A unit's next row (None: it has no more); returns rows ready for the client."""
-        if row is None:
-            self.ended[unit] = True
-            self.open -= 1
-        elif not self.sorted:
-            return self._push(row) if self.stages else [row]
-        else:
-            assert self.key is not None
-            self.heads[unit] = row
-            heapq.heappush(self.heap, (self.key(row), unit, row))
-        out: list[Row] = []
-        # Pop while every unit that may still send rows has one waiting: that is the minimum.
-        # (A unit holding a head has not ended: it is read again only once its head is out.)
-        heap, heads = self.heap, self.heads
-        while heap and len(heads) == self.open and not (self.limits and self.done):
-            _, popped, head = heapq.heappop(heap)
-            del heads[popped]
-            if self.stages:
-                out.extend(self._push(head))
-            else:
-                out.append(head)
-        return out
+        return self.feed_many(unit, None if row is None else (row,))
 
-    def _push(self, row: Row) -> list[Row]:
-        rows: Iterable[Row] = (row,)
+    def feed_many(self, unit: int, rows: Sequence[Row] | None) -> list[Row]:
+        """A unit's next rows, in its order (None: it has no more); returns rows ready for
+        the client. Feeding many rows at once lets a merge sort order them in one C sort."""
+        if rows is None:
+            self.ended[unit] = True
+        elif not self.sorted:
+            return self._push(rows) if self.stages else list(rows)
+        elif rows:
+            assert self.key is not None and not self.pending[unit], "feed the unit need() names"
+            self.pending[unit] = list(rows)
+            self.pending_keys[unit] = list(map(self.key, rows))
+        if self.limits and self.done:
+            return []
+        ready = self._ready()
+        return self._push(ready) if self.stages and ready else ready
+
+    def _ready(self) -> list[Row]:
+        """Merge sort: the pending rows no row still unread can precede, in order.
+
+        The merged order is (key, unit, position in unit), as a k-way merge by (key, unit)
+        gives. Every open unit's last pending row bounds what it may still send, so with
+        (key, unit) of the least of those last rows as the bound, a unit's pending rows up to
+        the bound are ready (rows equal to its key only from units not after the bound's).
+        The bound's unit is emptied whole, so it is read next: the merge always advances."""
+        pending, keys = self.pending, self.pending_keys
+        bound: tuple[object, int] | None = None
+        for unit, ended in enumerate(self.ended):
+            if ended:
+                continue
+            if not pending[unit]:
+                return []  # that unit's next row is unknown: nothing is safe yet
+            last = (keys[unit][-1], unit)
+            if bound is None or last < bound:
+                bound = last
+        ready_rows: list[Row] = []
+        ready_keys: list[object] = []
+        runs = 0
+        for unit, rows in enumerate(pending):
+            if not rows:
+                continue
+            unit_keys = keys[unit]
+            if bound is None or unit == bound[1]:
+                cut = len(rows)
+            elif unit < bound[1]:
+                cut = bisect.bisect_right(unit_keys, bound[0])  # type: ignore[arg-type]
+            else:
+                cut = bisect.bisect_left(unit_keys, bound[0])  # type: ignore[arg-type]
+            if not cut:
+                continue
+            runs += 1
+            if cut == len(rows):
+                ready_rows += rows
+                ready_keys += unit_keys
+                pending[unit] = []
+                keys[unit] = []
+            else:
+                ready_rows += rows[:cut]
+                ready_keys += unit_keys[:cut]
+                del rows[:cut], unit_keys[:cut]
+        if runs < 2:
+            return ready_rows
+        # Runs appended in unit order and a stable sort by key: (key, unit, position) order.
+        order = sorted(range(len(ready_rows)), key=ready_keys.__getitem__)
+        return [ready_rows[i] for i in order]
+
+    def _push(self, rows: Iterable[Row]) -> list[Row]:
+        """Rows through every stage, in order; stages after a satisfied LIMIT get none."""
+        out = rows if isinstance(rows, list) else list(rows)
         for stage in self.stages:
             if stage.done:
                 return []
-            next_rows: list[Row] = []
-            for item in rows:
-                next_rows.extend(stage.push(item))
-            rows = next_rows
-        return list(rows)
+            out = stage.push_many(out)
+            if not out:
+                return out
+        return out
 
     def finish(self) -> list[Row]:
         """Rows that come out once all input is in (groups, sorted rows)."""
         out: list[Row] = []
-        while self.heap and not self.done:
-            _, popped, head = heapq.heappop(self.heap)
-            self.heads.pop(popped, None)
-            out.extend(self._push(head))
+        if self.sorted and not self.done:
+            self.ended = [True] * len(self.ended)  # whatever is pending is all there is
+            ready = self._ready()
+            out = self._push(ready) if self.stages and ready else ready
         for position, stage in enumerate(self.stages):
             rows = list(stage.finish())
-            for item in rows:
-                out_rows: Iterable[Row] = (item,)
-                for later in self.stages[position + 1 :]:
-                    if later.done:
-                        out_rows = ()
-                        break
-                    pushed: list[Row] = []
-                    for r in out_rows:
-                        pushed.extend(later.push(r))
-                    out_rows = pushed
-                out.extend(out_rows)
+            for later in self.stages[position + 1 :]:
+                if later.done or not rows:
+                    rows = []
+                    break
+                rows = later.push_many(rows)
+            out.extend(rows)
         return out
 
 

@@ -48,6 +48,16 @@ class ReplayBackend:
     def buffered_packet(self) -> bytes | None:
         return self.frames.popleft()[4:] if self.frames else None
 
+    def buffered_rows(self) -> list[bytes]:
+        """Up to 50 rows at a time, as a real connection hands over a received chunk."""
+        rows = []
+        while self.frames and len(rows) < 50:
+            payload = self.frames[0][4:]
+            if payload[0] == 0xFF or (payload[0] == 0xFE and len(payload) < 9):
+                break
+            rows.append(self.frames.popleft()[4:])
+        return rows
+
     async def read_packet(self) -> bytes:
         return (await self.read_frame())[4:]
 

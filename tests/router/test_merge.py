@@ -127,6 +127,83 @@ def test_merge_sort_with_limit_matches_one_sorted_result(
     ]
 
 
+def feed_in_batches(
+    plan: Limit | MergeSort | Project,
+    columns: list[ColumnInfo],
+    units: list[list[tuple[object, ...]]],
+    sizes: list[int],
+) -> list[tuple[object, ...]]:
+    """Merge `units` as the executor does: each read hands over the rows it found buffered,
+    here the next `sizes` (cycled) of the unit that need() names."""
+    merger = Merger(plan, columns, len(units))
+    positions = [0] * len(units)
+    out: list[tuple[object, ...]] = []
+    reads = 0
+    while (unit := merger.need()) is not None:
+        start = positions[unit]
+        size = sizes[reads % len(sizes)]
+        reads += 1
+        batch = units[unit][start : start + size]
+        positions[unit] += len(batch)
+        out += merger.feed_many(unit, batch or None)
+    return out + merger.finish()
+
+
+@WEIGHT_LENGTHS
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(maybe_strings, st.integers(-3, 3)), max_size=9), max_size=4),
+    st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    st.booleans(),
+    st.sampled_from([None, (0, 3), (2, 4), (1, 0)]),
+)
+def test_rows_fed_in_batches_come_out_in_key_unit_position_order(
+    weight_length: int,
+    units: list[list[tuple[str | None, int]]],
+    sizes: list[int],
+    distinct: bool,
+    limit: tuple[int, int] | None,
+) -> None:
+    """Whatever the batches, the output is that of a k-way merge by (key, unit): rows ordered
+    by key, ties by unit, then by their place in the unit (the third column tells them apart)."""
+    shard_rows = [
+        [string_row(text, number) for text, number in sorted(unit, key=lambda r: null_first(r[0]))]
+        for unit in units
+    ]
+    if not shard_rows:
+        shard_rows = [[]]
+    plan: Limit | MergeSort | Project = MergeSort((SortKey(STRING_KEY),))
+    if distinct:
+        plan = Distinct(plan, (STRING_KEY,))  # type: ignore[assignment]
+    if limit is not None:
+        plan = Limit(plan, *limit)
+    columns = string_columns(weight_length)
+    tagged = [
+        [(r[0], r[1], r[2], r[3], (unit, position)) for position, r in enumerate(rows)]
+        for unit, rows in enumerate(shard_rows)
+    ]
+    columns = [*columns, ColumnInfo(LONG)]
+    out = feed_in_batches(plan, columns, tagged, sizes)
+    everything = sorted(
+        (r for rows in tagged for r in rows),
+        key=lambda r: (null_first(None if r[0] is None else r[0].decode()), r[4]),
+    )
+    if distinct:
+        seen: set[tuple] = set()
+        firsts = []
+        for r in everything:
+            key = null_first(None if r[0] is None else r[0].decode())
+            if key not in seen:
+                seen.add(key)
+                firsts.append(r)
+        everything = firsts
+    if limit is not None:
+        everything = everything[limit[0] : limit[0] + limit[1]]
+    assert [r[4] for r in out] == [r[4] for r in everything]
+    # One row at a time gives the same rows in the same order.
+    assert out == feed_in_batches(plan, columns, tagged, [1])
+
+
 @WEIGHT_LENGTHS
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(maybe_strings, max_size=8), min_size=1, max_size=4))
