@@ -324,14 +324,27 @@ async def kill_queries(
     kill: Callable[[BackendConnection], Awaitable[bool]],
 ) -> None:
     """Stop the statements running on `conns` with `kill` (a KILL QUERY of the connection's
-    thread on another connection; True once the server answered it).
+    thread on another connection; True once the server answered it)."""
+    await send_kills(fence(conns), kill)
 
-    Fenced: a KILL that reaches the server after its statement ended stops whatever that thread
-    runs next, so until the KILL is answered a connection coming back to its pool is closed
-    rather than handed to someone else, and one whose KILL got no answer is closed too."""
+
+def fence(conns: Iterable[BackendConnection]) -> list[BackendConnection]:
+    """Mark `conns` as targets of KILL QUERYs that send_kills will send.
+
+    A KILL that reaches the server after its statement ended stops whatever that thread runs
+    next, so from now until the KILL is answered a connection coming back to its pool is
+    closed rather than handed to someone else. Fenced at once, the kills may go later."""
     targets = list(conns)
     for conn in targets:
         conn.kills_pending += 1
+    return targets
+
+
+async def send_kills(
+    targets: list[BackendConnection], kill: Callable[[BackendConnection], Awaitable[bool]]
+) -> None:
+    """The KILLs of connections `fence` marked; lifts the fence, and closes each connection
+    whose KILL got no answer."""
     answered = [False] * len(targets)  # cancelled midway: a KILL may still be on its way
     try:
         answered = list(await asyncio.gather(*(kill(conn) for conn in targets)))

@@ -27,7 +27,7 @@ from proxy import packets as p
 from proxy.backend import Backends
 from proxy.catalog import Catalog
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
-from proxy.deadlock import DeadlockDetector
+from proxy.deadlock import CONTROL_TIMEOUT, DeadlockDetector
 from proxy.http import HttpEndpoints, Readiness, scrape_registry
 from proxy.ids import SnowflakeIds, worker_for
 from proxy.metrics import Metrics, make_registry
@@ -94,6 +94,8 @@ class Server:
         self.sessions: dict[int, Session] = {}
         self.deadlock = DeadlockDetector(self)  # lock-wait cycles through several backends
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        # KILL QUERYs of killed sessions' statements, still on their way (Server.kill).
+        self._stopping: set[asyncio.Task[None]] = set()
         self.draining = False  # shutting down: sessions end after their transaction
         self._tls = _tls_context(config.listen)
         self.metrics = Metrics()  # outlives reloads; so does the HTTP port (a restart moves it)
@@ -180,15 +182,30 @@ class Server:
     async def kill(self, connection_id: int, query_only: bool, user: str, admin: bool) -> None:
         """KILL [QUERY] of one of this process's sessions on behalf of `user`: users may kill
         their own sessions, admins any. The statement is stopped on its backends with their
-        own KILL QUERY."""
+        own KILL QUERY.
+
+        KILL CONNECTION ends the session at once, as MySQL does, rather than after the KILL
+        QUERYs, which wait up to CONTROL_TIMEOUT for a slow backend: they are sent meanwhile
+        (the session's connections are fenced first, so none is pooled while still running
+        the statement)."""
         target = self.sessions.get(connection_id)
         if target is None:
             raise ProxyError(f"Unknown thread id: {connection_id}", 1094, "HY000")
         if target.user != user and not admin:
             raise ProxyError(f"You are not owner of thread {connection_id}", 1095, "HY000")
-        await target.kill_running_statement()
-        if not query_only:
-            self.kill_session(connection_id)
+        stop = target.stop_running_statement()
+        if query_only:
+            await stop
+            return
+        self.kill_session(connection_id)
+        stopping = asyncio.ensure_future(stop)
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        self._stopping.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("KILL QUERY of a killed session failed: %r", task.exception())
 
     def kill_session(self, connection_id: int) -> None:
         """End a session as KILL does: its transaction is rolled back, its client closed."""
@@ -227,6 +244,10 @@ class Server:
             self.cluster.close()
         if self._recovery is not None:
             self._recovery.cancel()
+        if self._stopping:  # KILL QUERYs on their way need the control connections
+            await asyncio.wait(self._stopping, timeout=CONTROL_TIMEOUT)
+            for task in list(self._stopping):
+                task.cancel()
         await self.deadlock.close()
         await self.runtime.backends.close()
         await self.runtime.coordinator.log.close()

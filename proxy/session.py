@@ -14,9 +14,9 @@ import itertools
 import logging
 import re
 import struct
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from time import monotonic, perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxy import packets as p
 from proxy.admin import admin_show, explain_shards, xa_transactions
@@ -25,9 +25,10 @@ from proxy.backend import (
     BackendError,
     OkResult,
     assignment_sql,
-    kill_queries,
+    fence,
     mark_unfinished,
     returned,
+    send_kills,
 )
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
 from proxy.deadlock import DeadlockFound
@@ -346,12 +347,12 @@ class Session:
         else:
             await self.server.kill(plan.connection_id, plan.query_only, self.user, admin)
 
-    async def kill_running_statement(self) -> None:
-        """Ask each backend running this session's statement to stop it (on the proxy's
-        control connections: the data pools may be busy, with this very statement). Only
-        connections the session still holds are targeted; see kill_queries for the fence."""
-        if not self.busy:
-            return
+    def stop_running_statement(self) -> Coroutine[Any, Any, None]:
+        """The KILL QUERYs that stop this session's statement on each backend running it (on
+        the proxy's control connections: the data pools may be busy, with this very
+        statement). Only connections the session still holds are targeted, and they are
+        fenced at once (proxy.backend.fence), so the kills may be sent after the session has
+        ended: a connection it gives back meanwhile is closed, never pooled."""
         held = [c for c in [*self.active, *self.txn_conns.values()] if c.owner is self]
         control = self.server.deadlock.control_query
 
@@ -359,7 +360,7 @@ class Session:
             answer = await control(conn.pool.backend, f"KILL QUERY {conn.thread_id}")
             return answer is not None
 
-        await kill_queries(held, kill)
+        return send_kills(fence(held if self.busy else []), kill)
 
     # --- prepared statements ----------------------------------------------------------------
 
@@ -768,6 +769,9 @@ class Session:
         return dataclasses.replace(plan, units=units)
 
     async def _run_autocommit(self, plan: QueryPlan, more: bool, send: Sender) -> None:
+        if plan.notes:  # DDL whose OK counts them too: no unit's answer is relayed as it is
+            await self._run_ddl(plan, more)
+            return
         units = plan.units
         names = self.runtime.names
         read = (
@@ -847,19 +851,24 @@ class Session:
                 conn.pool.release(conn, not conn.broken)
 
     async def _run_ddl(self, plan: QueryPlan, more: bool) -> None:
-        """DDL on every data node; it commits by itself, so no transaction wraps it."""
+        """DDL on every data node; it commits by itself, so no transaction wraps it. The
+        router's notes come after the backends' (e.g. on tables the config doesn't have)."""
         by_backend = _group_by_backend(plan.units)
         conns = []
         try:
             for backend in by_backend:
                 conns.append((await self.connection(backend))[0])
-            conditions: list[Condition] = []
-            ok = await run_writes(conns, list(by_backend.values()), conditions)
+            found: list[Condition] = []
+            ok = await run_writes(conns, list(by_backend.values()), found)
+            conditions = self._logical(found)
             if ok.warnings and len(conditions) == ok.warnings:
                 # Every data node ran the same DDL: the note each one made is one note.
-                conditions = list(dict.fromkeys(self._logical(conditions)))
+                conditions = list(dict.fromkeys(conditions))
                 ok = dataclasses.replace(ok, warnings=len(conditions))
-            self._keep(plan, ok.warnings, conditions)
+            if plan.notes:
+                conditions += [Condition("Note", n.code, n.message) for n in plan.notes]
+                ok = dataclasses.replace(ok, warnings=ok.warnings + len(plan.notes))
+            self._keep(plan, ok.warnings, conditions, logical=True)
         except BaseException as exc:
             mark_unfinished(conns, exc)
             raise
@@ -1007,10 +1016,13 @@ class Session:
                 (row,) = await conns[0].query("SELECT FOUND_ROWS()")
                 self.found_rows = int(row[0] or 0)
 
-    def _keep(self, plan: QueryPlan, warnings: int, conditions: list[Condition]) -> None:
-        """Record a statement's warnings (physical names made logical) for SHOW WARNINGS."""
+    def _keep(
+        self, plan: QueryPlan, warnings: int, conditions: list[Condition], logical: bool = False
+    ) -> None:
+        """Record a statement's warnings (physical names made logical, unless `logical` says
+        they are already) for SHOW WARNINGS."""
         if warnings:
-            self.diagnostics.replace(self._logical(conditions), warnings)
+            self.diagnostics.replace(conditions if logical else self._logical(conditions), warnings)
         elif self.diagnostics.count and clears(plan):
             self.diagnostics.clear()
 

@@ -11,11 +11,19 @@ from types import MappingProxyType
 
 from sqlglot import exp
 
-from router.analyze import Session, TableUse, collect_tables, database_for, lookup_table
+from router.analyze import (
+    SYSTEM_SCHEMAS,
+    Session,
+    TableUse,
+    collect_tables,
+    database_for,
+    find_database,
+    lookup_table,
+)
 from router.config import Table, TableKind
 from router.errors import NotSupported, ParseError, ProxyError
 from router.parse import parse, syntax_error
-from router.plan import QueryPlan, Route, Unit
+from router.plan import Note, QueryPlan, Route, Unit
 from router.rewrite import Rewriter, render_name
 from router.route import Target, shard_targets, target_on_backend
 from router.sqltext import QUALIFIED_NAME, STRING, name_pattern, qualified_name, split_top_level
@@ -162,24 +170,53 @@ def _targets(use: TableUse, refs: list[tuple[Table, bool]]) -> tuple[Route, list
 
 
 def _plan_drop_tables(tree: exp.Drop, session: Session) -> QueryPlan:
-    """DROP TABLE a, b: one DROP per data node of each table."""
+    """DROP TABLE a, b: one DROP per data node of each table.
+
+    Tables the config doesn't have are named together in one 1051, as MariaDB names the
+    tables it doesn't have: with IF EXISTS a note, and the others are dropped; without, the
+    error, and nothing is dropped (MariaDB drops the others)."""
     if tree.args.get("temporary"):
         raise NotSupported("DROP TEMPORARY TABLE")
-    head = "DROP TABLE IF EXISTS " if tree.args.get("exists") else "DROP TABLE "
+    exists = bool(tree.args.get("exists"))
+    head = "DROP TABLE IF EXISTS " if exists else "DROP TABLE "
     units = []
     kinds = set()
+    unknown: list[str] = []
+    seen: set[str] = set()
     for node in tree.args.get("tables") or []:
-        qualifier = node.args.get("db")
-        database = database_for(session, qualifier.name if qualifier is not None else None)
-        table = database.tables.get(node.name.lower())
+        label, table = _dropped(node, session)
+        if label.lower() in seen:  # logical names are case-insensitive
+            raise ProxyError(f"Not unique table/alias: '{node.name}'", 1066, "42000")
+        seen.add(label.lower())
         if table is None:
-            raise ProxyError(f"Unknown table '{database.name}.{node.name}'", 1051, "42S02")
+            unknown.append(label)
+            continue
         kinds.add(table.kind)
         quoted = node.this.quoted
         units.extend(Unit(n.backend, head + render_name(n.table, quoted)) for n in table.nodes)
+    notes: tuple[Note, ...] = ()
+    if unknown:
+        message = f"Unknown table '{','.join(unknown)}'"
+        if not exists:
+            raise ProxyError(message, 1051, "42S02")
+        notes = (Note(1051, message),)
     # The widest of the tables' routes: scatter if any is sharded.
-    route = next(_ROUTES[kind] for kind in TableKind if kind in kinds)
-    return QueryPlan(tuple(units), route, is_write=True, implicit_commit=True)
+    route = next((_ROUTES[kind] for kind in TableKind if kind in kinds), Route.UNSHARDED)
+    return QueryPlan(tuple(units), route, is_write=True, implicit_commit=True, notes=notes)
+
+
+def _dropped(node: exp.Table, session: Session) -> tuple[str, Table | None]:
+    """A table DROP TABLE names, as `db.name` the way MariaDB reports it, and the configured
+    table (None: no such table, in a database the config may not have either)."""
+    qualifier = node.args.get("db")
+    if qualifier is None:
+        database = database_for(session, None)
+        return f"{database.name}.{node.name}", database.tables.get(node.name.lower())
+    if qualifier.name.lower() in SYSTEM_SCHEMAS:
+        raise NotSupported("DDL on system schemas")
+    found = find_database(session.config, qualifier.name)
+    table = found.tables.get(node.name.lower()) if found is not None else None
+    return f"{qualifier.name}.{node.name}", table
 
 
 def _plan_rename(text: str, session: Session) -> QueryPlan:

@@ -293,8 +293,20 @@ Merge = Concat | MergeSort | Aggregate | Filter | Sort | Distinct | Limit | Proj
 
 
 @dataclass(frozen=True)
+class Note:
+    """A note (SHOW WARNINGS level Note) the router adds to a statement it still runs, such as
+    MySQL's for the unknown tables of DROP TABLE IF EXISTS."""
+
+    code: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"note {self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
 class QueryPlan:
-    """A statement that runs on backends."""
+    """A statement that runs on backends (on none when notes are all it answers)."""
 
     units: tuple[Unit, ...]
     route: Route
@@ -305,6 +317,8 @@ class QueryPlan:
     # Keys generated for an INSERT that left out its table's generated key column, one per row
     # in statement order; the first is the statement's LAST_INSERT_ID().
     generated_ids: tuple[int, ...] = ()
+    # Conditions the statement reports besides the backends' own.
+    notes: tuple[Note, ...] = ()
 
     def __str__(self) -> str:
         kind = "write" if self.is_write else "read"
@@ -313,6 +327,7 @@ class QueryPlan:
         lines = [head + merge[0], *("  " + line for line in merge[1:])]
         if self.generated_ids:
             lines.append(f"  generated keys: {', '.join(map(str, self.generated_ids))}")
+        lines += [f"  {note}" for note in self.notes]
         lines += [f"  {unit}" for unit in self.units]
         return "\n".join(lines)
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pymysql
 import pytest
+from mariadb_instances import MariaDBInstance, free_port
+from xa_helpers import wait_until
 
 if TYPE_CHECKING:
-    from conftest import ProxyProcess
+    from conftest import ProxyFactory, ProxyProcess
 
 
 def _one(conn: pymysql.Connection, sql: str) -> object:
@@ -104,3 +110,87 @@ def test_com_process_kill_ends_a_session(shop_proxy: ProxyProcess):
     with pytest.raises(pymysql.err.MySQLError):
         _one(victim, "SELECT 1")
     assert _one(killer, "SELECT 'still here'") == "still here"
+
+
+FROZEN_CONFIG = """\
+users: [{name: app, password: app}]
+backends:
+  k0: {host: 127.0.0.1, port: PORT, user: root, password: "", database: kill_0, pool: {min: 0, max: 1}}
+databases:
+  shop:
+    default_backend: k0
+    tables:
+      items: {backend: k0}
+"""  # noqa: E501
+# What the victim runs: it waits for a row lock, which only a KILL QUERY ends early (the
+# server does not notice a closed connection while it waits).
+LOCK_WAIT = "SELECT name AS victim FROM items WHERE id = 1 FOR UPDATE"
+
+
+@pytest.fixture
+def frozen_server(mariadb_base_dir: Path) -> Iterator[MariaDBInstance]:
+    """A private server this test may stop (SIGSTOP) while the proxy waits on it."""
+    server = MariaDBInstance("kill-frozen", free_port(), mariadb_base_dir)
+    server.start()
+    server.execute("CREATE DATABASE kill_0")
+    server.execute("CREATE TABLE kill_0.items (id INT PRIMARY KEY, name VARCHAR(10))")
+    server.execute("INSERT INTO kill_0.items VALUES (1, 'one'), (2, 'two')")
+    yield server
+    pid = server.pid()
+    if pid is not None:
+        os.kill(pid, signal.SIGCONT)
+    server.stop()
+
+
+def test_kill_ends_the_session_at_once_while_its_backend_is_unresponsive(
+    frozen_server: MariaDBInstance, proxy_server: ProxyFactory
+) -> None:
+    """MySQL closes a killed connection at once. The proxy's KILL QUERY to the backend may
+    wait (here the server is stopped): the KILL still returns at once and the victim's
+    client is cut off; once the server runs again the KILL QUERY lands, and the victim's
+    backend connection, which held the pool's only slot mid-statement, was closed, not
+    pooled: the next statements get a fresh connection and their own answers."""
+    config = FROZEN_CONFIG.replace("PORT", str(frozen_server.port))
+    proxy = proxy_server(config, name="kill-frozen")
+    try:
+        _kill_while_frozen(frozen_server, proxy)
+    finally:
+        proxy.terminate()
+
+
+def _kill_while_frozen(server: MariaDBInstance, proxy: ProxyProcess) -> None:
+    holder = server.connect("kill_0", autocommit=False)
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT * FROM items WHERE id = 1 FOR UPDATE")
+    victim, killer, other = (proxy.connect() for _ in range(3))
+    victim_id = _session_id(victim)
+    waiting = (
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+        "WHERE INFO LIKE '%AS victim%' AND ID <> CONNECTION_ID()"
+    )
+    thread, outcome = _in_thread(victim, LOCK_WAIT)
+    wait_until(lambda: _one(holder, waiting), 5, "the victim's lock wait")
+    pid = server.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        killer.kill(victim_id)  # COM_PROCESS_KILL; a KILL statement takes the same path
+        took = time.monotonic() - started
+        thread.join(2)
+        cut_off = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert took < 1, took
+    assert not thread.is_alive() and cut_off < 2, cut_off
+    assert isinstance(outcome[0], pymysql.err.OperationalError), outcome
+    assert outcome[0].args[0] in (2013, 2006), outcome
+    # The lock wait ends well before innodb_lock_wait_timeout (50 s): the KILL QUERY landed.
+    wait_until(lambda: not _one(holder, waiting), 5, "the victim's statement to stop")
+    # With the victim's connection pooled, these would read its interrupted answer.
+    assert _one(other, "SELECT name FROM items WHERE id = 2") == "two"
+    assert _one(killer, "SELECT name FROM items WHERE id = 1") == "one"
+    holder.rollback()
+    assert _one(other, "SELECT name FROM items WHERE id = 1 FOR UPDATE") == "one"
+    for conn in (holder, killer, other):
+        conn.close()

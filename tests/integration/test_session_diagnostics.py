@@ -137,6 +137,49 @@ def test_warnings_of_a_write_over_several_shards(both: list[pymysql.Connection])
     assert codes == [("Warning", 1264), ("Warning", 1264), ("Warning", 1265)]
 
 
+def test_drop_table_if_exists_of_unknown_tables_notes_them(
+    both: list[pymysql.Connection],
+) -> None:
+    """Tables neither the config nor MariaDB has: one note naming them all with IF EXISTS
+    (the tables that exist are dropped), the error without; the implicit commit still runs."""
+    statements = [
+        "DROP TABLE IF EXISTS nosuch",
+        "SHOW WARNINGS",
+        "SELECT @@warning_count, @@error_count",
+        "DROP TABLE IF EXISTS nosuch, nosuch2",
+        "SHOW WARNINGS",
+        "DROP TABLE nosuch, nosuch2",
+        "SHOW WARNINGS",
+        "DROP TABLE IF EXISTS nosuch, nosuch",
+        "BEGIN",
+        "INSERT INTO notes VALUES (1, 'a')",
+        "DROP TABLE IF EXISTS nosuch",  # commits the INSERT
+        "ROLLBACK",
+        "SELECT id, body FROM notes",
+        "DROP TABLE IF EXISTS notes, nosuch, nodb.t",  # a single table: one unit
+        "SHOW WARNINGS",
+        "SELECT id FROM notes",
+        "DROP TABLE IF EXISTS nosuch, items",  # a sharded table: a unit per data node
+        "SHOW WARNINGS",
+        "SELECT k FROM items",
+        "DROP TABLE IF EXISTS nosuch",
+        "SHOW COUNT(*) WARNINGS",
+    ]
+    proxy, reference = (run(conn, statements) for conn in both)
+    assert proxy == reference
+    assert reference[1] == (
+        "SHOW WARNINGS",
+        ["Level", "Code", "Message"],
+        [["Note", 1051, "Unknown table 'reference.nosuch'"]],
+    )
+    assert reference[14][2] == [["Note", 1051, "Unknown table 'reference.nosuch,nodb.t'"]]
+    assert reference[15][1] == 1146  # notes was dropped
+    for conn in both:  # the OK packet's count
+        with conn.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS nosuch, nosuch2")
+            assert cursor.warning_count == 1
+
+
 def test_found_rows_as_mariadb_counts_them(both: list[pymysql.Connection]) -> None:
     statements = [
         "SELECT k FROM items ORDER BY k",  # merged over the shards

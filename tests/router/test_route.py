@@ -17,6 +17,7 @@ from router.plan import (
     ExplainShards,
     KillPlan,
     MetadataPlan,
+    Note,
     Plan,
     ProxyShow,
     QueryPlan,
@@ -616,6 +617,24 @@ def test_drop_table_and_rename_table(router: Router) -> None:
         "RENAME TABLE orders_0 TO order_items_0, users_0 TO orders_0",
     )
     assert refused(router, "RENAME TABLE orders TO events").code == 1235
+
+
+def test_drop_table_names_the_tables_it_does_not_know_in_one_1051(router: Router) -> None:
+    """As MariaDB: with IF EXISTS a note and the known tables dropped; without, the error."""
+    plan = query(router, "DROP TABLE IF EXISTS nope, crm.contacts, nodb.t, NOPE2")
+    assert units(plan) == [("ds2", "DROP TABLE IF EXISTS contacts")]
+    assert plan.notes == (Note(1051, "Unknown table 'shop.nope,nodb.t,shop.NOPE2'"),)
+    assert "note 1051: Unknown table 'shop.nope,nodb.t,shop.NOPE2'" in str(plan)
+    alone = query(router, "DROP TABLE IF EXISTS nope")
+    assert (alone.units, alone.route, alone.implicit_commit) == ((), Route.UNSHARDED, True)
+    assert alone.notes == (Note(1051, "Unknown table 'shop.nope'"),)
+    error = refused(router, "DROP TABLE settings, nope, nodb.t")
+    assert (error.code, error.message) == (1051, "Unknown table 'shop.nope,nodb.t'")
+    assert query(router, "DROP TABLE settings").notes == ()
+    for twice in ("DROP TABLE IF EXISTS nope, nope", "DROP TABLE settings, shop.SETTINGS"):
+        assert refused(router, twice).code == 1066
+    assert refused(router, "DROP TABLE IF EXISTS mysql.user").code == 1235
+    assert refused(router, "DROP TABLE IF EXISTS nope", database=None).code == 1046
 
 
 def test_ddl_sqlglot_cant_read_renames_the_table_after_the_head(router: Router) -> None:
