@@ -67,13 +67,19 @@ def needs_literals(tree: exp.Expression, text: str, slots: list[tuple[int, int]]
             target = item.this if isinstance(item, exp.Ordered) else item
             if values.slot_of(target) is not None:
                 return True
-    # A LIMIT of a string or bit literal is a syntax error, of digits a row count: a plan
-    # made from the error must not serve the shape's valid statements.
+    # LIMIT takes digits or `?`: a plan made from anything else is an error whose message
+    # quotes this text (`LIMIT -1`, `LIMIT 'a'`), and must not serve the shape's other
+    # statements (`LIMIT -2`, `LIMIT 2`).
     for clause in (*tree.find_all(exp.Limit), *tree.find_all(exp.Offset)):
-        for node in clause.walk():
-            slot = values.slot_of(node) if isinstance(node, exp.Expression) else None
-            if slot is not None and not text[slots[slot][0] : slots[slot][1]].isdigit():
-                return True
+        value = clause.expression
+        if isinstance(value, exp.Placeholder):
+            continue
+        source = values.source(value) if value is not None else None
+        if not isinstance(source, Slot) or source.negate:
+            return True
+        start, end = slots[source.index]
+        if not text[start:end].isdigit():
+            return True
     return False
 
 
