@@ -141,15 +141,17 @@ class BackendConnection:
         assert frame is not None
         return frame[4:]
 
-    def buffered_rows(self) -> list[bytes]:
+    def buffered_rows(self, frames: bool = False) -> list[bytes]:
         """The payloads of the row packets buffered whole, in order, up to the first packet
         that is not one (EOF or ERR), is not all here or needs reassembly (16 MB frames):
-        that one is left for read_packet. One loop for a whole received chunk of a result,
-        where reading row by row costs several calls per row."""
+        that one is left for read_packet. With `frames`, whole frames (header included) and
+        the EOF or ERR that ends the rows too, when it is buffered. One loop for a whole
+        received chunk of a result, where reading row by row costs several calls per row."""
         buf = self._buf
         pos = self._pos
         size = len(buf)
         rows = []
+        skip = 0 if frames else 4
         while size - pos > 4:
             length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
             end = pos + 4 + length
@@ -157,8 +159,11 @@ class BackendConnection:
                 break
             first = buf[pos + 4]
             if first == 0xFF or (first == 0xFE and length < 9):
+                if frames:
+                    rows.append(bytes(buf[pos:end]))
+                    pos = end
                 break
-            rows.append(bytes(buf[pos + 4 : end]))
+            rows.append(bytes(buf[pos + skip : end]))
             pos = end
         if pos == size:
             buf.clear()

@@ -184,6 +184,16 @@ class ClientChannel:
         out[len(out) - len(frame) + 3] = self.seq & 0xFF
         self.seq += 1
 
+    def send_frames(self, frames: list[bytes]) -> None:
+        """send_frame of each frame, in order."""
+        out = self._out
+        seq = self.seq
+        for frame in frames:
+            out += frame
+            out[len(out) - len(frame) + 3] = seq & 0xFF
+            seq += 1
+        self.seq = seq
+
     def send_error(self, code: int, sqlstate: str, message: str) -> None:
         counts = self.error_counts
         if counts is not None:

@@ -129,24 +129,42 @@ class ResultReader:
         continuation = False
         rows = 0
         while True:
+            # The common case: whole row frames already received, relayed in one call.
+            frames = None if continuation else conn.buffered_rows(frames=True)
+            if frames:
+                last = frames[-1]
+                ended = last[4] == 0xFF or (last[4] == 0xFE and len(last) < 13)
+                if ended:
+                    frames.pop()
+                channel.send_frames(frames)
+                rows += len(frames)
+                if ended:
+                    self._end(last[4:], rows)
+                    return
+                if channel.full:
+                    await channel.drain()
+                continue
             frame = conn.buffered_frame() or await conn.read_frame()
             length = len(frame) - 4
             if not continuation:
                 kind = frame[4] if length else 0
-                if kind == 0xFE and length < 9:
-                    self.final_warnings, self.final_status = p.eof_status(frame[4:])
-                    self.done = True
-                    self.rows = rows
-                    return
-                if kind == 0xFF:
-                    self.error = self._error(frame[4:])
-                    self.done = True
+                if kind == 0xFF or (kind == 0xFE and length < 9):
+                    self._end(frame[4:], rows)
                     return
                 rows += 1
             channel.send_frame(frame)
             continuation = length == p.MAX_PAYLOAD
             if channel.full:
                 await channel.drain()
+
+    def _end(self, payload: bytes, rows: int) -> None:
+        """The EOF or ERR after `rows` rows."""
+        self.done = True
+        if payload[0] == 0xFF:
+            self.error = self._error(payload)
+            return
+        self.final_warnings, self.final_status = p.eof_status(payload)
+        self.rows = rows
 
     async def drain(self) -> None:
         """Consume the rest of this response so the connection is clean again."""
