@@ -121,6 +121,8 @@ POINT = Workload("point_select", "oltp_point_select", 0.35, 0.45)
 READ_ONLY = Workload("oltp_read_only", "oltp_read_only", 0.25)
 WRITE_ONLY = Workload("oltp_write_only", "oltp_write_only", 0.25)
 MODES = {"text": "disable", "prepared": "auto"}
+# Worker processes of the proxy in the extra point-select cases (Bench.run_workers).
+WORKERS = 2
 # Only a directory holding this file (or an empty or new one) is ever wiped as a run directory.
 RUN_DIR_MARKER = ".shardproxy-bench-run"
 # Other people's processes using more than this many cores during a run make it "noisy".
@@ -232,9 +234,9 @@ class Proxy:
             self.proc.wait()
 
 
-def proxy_config(port: int, shards: list[MariaDBInstance], tables: int) -> str:
+def proxy_config(port: int, shards: list[MariaDBInstance], tables: int, workers: int = 1) -> str:
     lines = [
-        f"listen: {{host: {HOST}, port: {port}}}",
+        f"listen: {{host: {HOST}, port: {port}, workers: {workers}}}",
         f"users: [{{name: {USER}, password: {PASSWORD}}}]",
         "backends:",
     ]
@@ -261,6 +263,12 @@ def proc_cpu_split(pid: int) -> tuple[float, float]:
     except (FileNotFoundError, ProcessLookupError):
         return 0.0, 0.0
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def proxy_pids(pid: int) -> list[int]:
+    """The proxy's process and its worker processes (listen.workers > 1)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -586,7 +594,7 @@ class Bench:
     def pids(self) -> dict[str, list[int]]:
         assert self.proxy is not None and self.direct is not None
         return {
-            "proxy": [self.proxy.pid],
+            "proxy": proxy_pids(self.proxy.pid),
             "backends": [pid for s in [*self.shards, self.direct] if (pid := s.pid())],
         }
 
@@ -651,7 +659,7 @@ class Bench:
         before = {part: sum(proc_cpu_seconds(p) for p in ps) for part, ps in pids.items()}
         everyone_before = all_processes_cpu()
         busy_before, irq_before = machine_cpu()
-        system_before = proc_cpu_split(self.proxy.pid)[1]
+        system_before = sum(proc_cpu_split(pid)[1] for pid in pids["proxy"])
         with RssSampler(self.proxy.pid, 0.25) as rss:
             output, code, client_cpu, wall = self.run_sysbench(command, self.profile.seconds + 120)
         busy, irq = machine_cpu()
@@ -683,7 +691,7 @@ class Bench:
             result.fatal = f"sysbench exited with {code}: " + output[-500:]
         if code != 0:
             result.ok = False
-        system = proc_cpu_split(self.proxy.pid)[1] - system_before
+        system = sum(proc_cpu_split(pid)[1] for pid in pids["proxy"]) - system_before
         counters: dict[str, int] = {}
         for server, old in zip(servers, counters_before, strict=True):
             for name, value in server_counters(server).items():
@@ -915,6 +923,35 @@ class Bench:
             case.update({target: asdict(m) for target, m in best.items()})
             self.results["cases"].append(case)
             self._save()
+
+    def run_workers(self) -> None:
+        """Point selects at 8 threads again, direct and through a second proxy that runs
+        WORKERS worker processes on its port (listen.workers): one event loop is one core."""
+        port = free_port()
+        config = self.run_dir / "proxy-workers.yaml"
+        config.write_text(proxy_config(port, self.shards, self.profile.tables, WORKERS))
+        multi = Proxy(config, port, self.run_dir / "proxy-workers.log")
+        multi.start()
+        single, self.proxy = self.proxy, multi
+        try:
+            for mode in MODES:
+                self.wait_quiet()
+                log(f"point_select {mode} 8 threads, proxy with {WORKERS} workers")
+                pair = {}
+                for target in ("direct", "proxy"):
+                    pair[target] = measured = self.measure(target, POINT, 8, mode)
+                    sb = measured.sysbench
+                    log(
+                        f"  {target:<6} {sb.qps:9.0f} qps  p95 {sb.p95_ms:6.2f} ms  "
+                        f"errors {sb.ignored_errors}  cpu {_cpu_text(measured)}"
+                    )
+                case = {"workload": POINT.name, "threads": 8, "mode": mode, "workers": WORKERS}
+                case.update({target: asdict(m) for target, m in pair.items()})
+                self.results.setdefault("workers_cases", []).append(case)
+                self._save()
+        finally:
+            self.proxy = single
+            multi.stop()
 
     def others_cores(self, seconds: float = 2.0) -> float:
         """Cores the rest of the machine uses right now: its busy time minus our processes'
@@ -1228,6 +1265,7 @@ class Bench:
             self.results["checks"] = self.check_answers()
             self._save()
             self.run_matrix()
+            self.run_workers()
             self.after_writes()
             self.profile_proxy()
             self.load_big()
