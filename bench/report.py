@@ -191,6 +191,11 @@ def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
 
 
+def _ratio_pct(x: float) -> str:
+    """A ratio set against a target: one decimal, so that 24.6% never reads as 25%."""
+    return f"{x * 100:.1f}%"
+
+
 def _qps(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -448,7 +453,7 @@ def _comparison(results: dict, env: dict) -> list[str]:
         f"{prev['point_text_us']} µs and {prev['point_direct_us']} µs. The evidence for this "
         f"report's changes is a same-conditions A/B instead: `bench/hotpath.py`, alternating "
         f"runs of {AB['new']} and {AB['old']} against the same shards ({AB['when']}): proxy "
-        f"CPU per {AB['what']} query {AB['new_min']} µs in the least disturbed run (median "
+        f"CPU per {AB['what']}: {AB['new_min']} µs in the least disturbed run (median "
         f"{AB['new_median']}) against {AB['old_min']} µs (median {AB['old_median']}), "
         f"{_pct(1 - AB['new_min'] / AB['old_min'])} less by the minimum "
         f"({_pct(1 - AB['new_median'] / AB['old_median'])} by the median)."
@@ -487,8 +492,8 @@ def _targets(results: dict) -> list[str]:
             [
                 "Point SELECT by shard key, text + prepared, 8 and 32 threads: "
                 "proxy >= 35% of direct (stretch 45%)",
-                f"lowest {_pct(_ratio(worst))} ({_case_label(worst)}); "
-                + ", ".join(f"{c['mode']} {c['threads']}t {_pct(_ratio(c))}" for c in point),
+                f"lowest {_ratio_pct(_ratio(worst))} ({_case_label(worst)}); "
+                + ", ".join(f"{c['mode']} {c['threads']}t {_ratio_pct(_ratio(c))}" for c in point),
                 _mark(_ratio(worst) >= 0.35) + (" (stretch met)" if _ratio(worst) >= 0.45 else ""),
             ]
         )
@@ -512,7 +517,7 @@ def _targets(results: dict) -> list[str]:
         rows.append(
             [
                 f"{workload} through the proxy (sharded over 2 backends): >= 25% of direct",
-                f"lowest {_pct(_ratio(worst))} ({_case_label(worst)})" + note,
+                f"lowest {_ratio_pct(_ratio(worst))} ({_case_label(worst)})" + note,
                 _mark(ok),
             ]
         )
@@ -523,7 +528,7 @@ def _targets(results: dict) -> list[str]:
             [
                 f"The same point SELECT target with `listen.workers: {worst['workers']}` (8 "
                 "threads; informational: the issue's runs are one worker's)",
-                ", ".join(f"{c['mode']} 8t {_pct(_ratio(c))}" for c in multi),
+                ", ".join(f"{c['mode']} 8t {_ratio_pct(_ratio(c))}" for c in multi),
                 _mark(_ratio(worst) >= 0.35) + (" (stretch met)" if _ratio(worst) >= 0.45 else ""),
             ]
         )
@@ -576,6 +581,7 @@ def _workers(results: dict) -> list[str]:
     for c in multi:
         d, p = c["direct"], c["proxy"]
         dsb, psb = d["sysbench"], p["sysbench"]
+        single = _find(results["cases"], c["workload"], c["mode"], c["threads"])
         rows.append(
             [
                 c["mode"],
@@ -583,6 +589,7 @@ def _workers(results: dict) -> list[str]:
                 _qps(dsb["qps"]),
                 _qps(psb["qps"]),
                 f"**{_pct(_ratio(c))}**",
+                _pct(_ratio(single)) if single else "",
                 f"{_added_p95(c):+.2f}",
                 f"{_per_query_us(p, 'proxy'):.0f}",
                 f"{p['cpu'].get('proxy', 0) / p['wall'] if p['wall'] else 0:.2f}",
@@ -608,6 +615,7 @@ def _workers(results: dict) -> list[str]:
                 "direct QPS",
                 "proxy QPS",
                 "ratio",
+                "ratio with 1 worker (table above)",
                 "added p95 ms",
                 "proxy CPU/query µs",
                 "proxy cores",
