@@ -209,6 +209,12 @@ class BackendConnection:
     async def execute(self, sql: str) -> OkResult:
         """Run a statement that returns no rows; raise BackendError on ERR."""
         self.send_command(p.COM_QUERY, sql.encode("utf-8", "surrogateescape"))
+        return await self.result()
+
+    async def result(self) -> OkResult:
+        """The answer to a statement sent with send_command (execute's second half: send to
+        several connections first, then read each answer, and the servers work in parallel
+        without a task per connection); raise BackendError on ERR."""
         ok = None
         while True:
             payload = await self.read_packet()

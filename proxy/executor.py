@@ -245,7 +245,10 @@ async def concat_reads(
         for reader, unit in zip(readers, units, strict=True):
             await send(reader.conn, unit)
             reader.sent = True
-        await asyncio.gather(*(r.read_head() for r in readers))
+        # Every unit is already sent: reading the heads in turn waits no longer than for the
+        # slowest shard, and needs no task per shard.
+        for reader in readers:
+            await reader.read_head()
         for reader in readers:
             if reader.error is not None:
                 raise reader.error

@@ -15,7 +15,6 @@ BIGINT, AVG's scale...), and the values the proxy computes are formatted to matc
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import operator
@@ -382,12 +381,20 @@ class _UnitStream:
         """Send the unit and read its head (column definitions)."""
         if self.started:
             return
+        await self.begin()
+        await self.read_head()
+
+    async def begin(self) -> None:
+        """Send the unit, once its connection's earlier unit is read ahead."""
         active = self.lane.active
         if active is not None and active is not self:
             await active.read_ahead()
         self.lane.active = self
         self.started = True
         await self.send(self.conn, self.unit)
+
+    async def read_head(self) -> None:
+        """Read the sent unit's head; its error, or NotSupported for an OK, is raised."""
         await self.reader.read_head()
         if self.reader.error is not None:
             self.ended = True
@@ -656,19 +663,28 @@ async def merge_reads(
     header_sent = False
     sent = 0  # rows, for FOUND_ROWS()
     try:
-        # The first unit of every connection starts now, in parallel: an error on any shard
-        # becomes a clean ERR before anything is sent.
+        # The first unit of every connection starts now: an error on any shard becomes a
+        # clean ERR before anything is sent. All are sent, then their heads read in turn: the
+        # shards work in parallel all the same, without a task per shard. Every head is read
+        # before an error is raised, so _finish finds each connection at a known point.
         firsts = {}
         for stream in streams:
             firsts.setdefault(id(stream.conn), stream)
-        # Every start settles before an error is raised: _finish must not drain a connection
-        # another start is still reading.
-        started = await asyncio.gather(
-            *(s.start() for s in firsts.values()), return_exceptions=True
-        )
-        for result in started:
-            if isinstance(result, BaseException):
-                raise result
+        failures: list[Exception] = []
+        sent = []
+        for stream in firsts.values():
+            try:
+                await stream.begin()
+                sent.append(stream)
+            except Exception as exc:
+                failures.append(exc)
+        for stream in sent:
+            try:
+                await stream.read_head()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
         head = streams[0].reader
         try:
             infos = [column_info(payload) for payload in head.columns]

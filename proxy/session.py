@@ -1115,14 +1115,19 @@ async def _end_read_only(gtrid: str, conns: Sequence[BackendConnection]) -> None
 
     A failure changes no data: the connection is closed, and the server drops the branch."""
 
-    async def end(conn: BackendConnection) -> None:
+    sent = []
+    for conn in conns:  # all sent, then each answer read: the servers work in parallel
         xid = xid_sql(gtrid, conn.backend)
         try:
-            await conn.execute(f"XA END {xid}; XA COMMIT {xid} ONE PHASE")
+            conn.send_command(p.COM_QUERY, f"XA END {xid}; XA COMMIT {xid} ONE PHASE".encode())
+            sent.append(conn)
         except ProxyError:
             conn.broken = True
-
-    await asyncio.gather(*(end(c) for c in conns))
+    for conn in sent:
+        try:
+            await conn.result()
+        except ProxyError:
+            conn.broken = True
 
 
 def replica_may_answer(sql: str) -> bool:

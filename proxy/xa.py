@@ -74,6 +74,17 @@ _READ_WRITE = frozenset({("tx_read_only", "0"), ("transaction_read_only", "0")})
 BACKENDS_COLUMN = 1024
 
 
+async def _settle(steps: list[Awaitable[T]]) -> list[T | BaseException]:
+    """asyncio.gather(*steps, return_exceptions=True), with no task for a single step (a
+    commit usually has one branch besides the carrier)."""
+    if len(steps) == 1:
+        try:
+            return [await steps[0]]
+        except Exception as exc:
+            return [exc]
+    return await asyncio.gather(*steps, return_exceptions=True)
+
+
 async def _failpoint(name: str) -> None:
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -455,9 +466,7 @@ class Coordinator:
         started = time.monotonic()
         carrier = next((c for c in branches if may_carry and self._may_carry_decision(c)), None)
         others = [c for c in branches if c is not carrier]
-        results = await asyncio.gather(
-            *(self._prepare(gtrid, c) for c in others), return_exceptions=True
-        )
+        results = await _settle([self._prepare(gtrid, c) for c in others])
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             # A branch whose connection was lost may have prepared anyway: an ABORT decision
@@ -503,9 +512,8 @@ class Coordinator:
             await self._abort(gtrid, branches, record=False)
             raise XaError("Transaction rolled back by recovery before it could commit")
         await _failpoint("after_decision")
-        results = await asyncio.gather(
-            *(c.execute(f"XA COMMIT {xid_sql(gtrid, c.backend)}") for c in others),
-            return_exceptions=True,
+        results = await _settle(
+            [c.execute(f"XA COMMIT {xid_sql(gtrid, c.backend)}") for c in others]
         )
         self.stats["commits"] += 1
         if any(isinstance(r, BaseException) for r in results):
