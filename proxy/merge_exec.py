@@ -671,14 +671,14 @@ async def merge_reads(
         for stream in streams:
             firsts.setdefault(id(stream.conn), stream)
         failures: list[Exception] = []
-        sent = []
+        begun = []
         for stream in firsts.values():
             try:
                 await stream.begin()
-                sent.append(stream)
+                begun.append(stream)
             except Exception as exc:
                 failures.append(exc)
-        for stream in sent:
+        for stream in begun:
             try:
                 await stream.read_head()
             except Exception as exc:
