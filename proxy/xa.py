@@ -355,14 +355,17 @@ class DecisionLog:
         """Run one statement on a log connection, each step bounded by LOG_TIMEOUT.
 
         DecisionNotSent when no connection was had: the statement surely did not run."""
+        # asyncio.timeout, not wait_for: no task per step (a commit's path).
         try:
-            conn = await asyncio.wait_for(self.pool.acquire(), LOG_TIMEOUT)
+            async with asyncio.timeout(LOG_TIMEOUT):
+                conn = await self.pool.acquire()
         except (ProxyError, TimeoutError) as exc:
             message = str(exc) or f"no connection within {LOG_TIMEOUT:.0f} s"
             raise DecisionNotSent(f"XA decision log on '{self.backend.name}': {message}") from exc
         with returned(conn):
             try:
-                return await asyncio.wait_for(statement(conn), LOG_TIMEOUT)
+                async with asyncio.timeout(LOG_TIMEOUT):
+                    return await statement(conn)
             except TimeoutError:
                 conn.broken = True
                 raise BackendUnavailable(
@@ -533,12 +536,10 @@ class Coordinator:
         if carrier.is_closed():  # then execute() would send nothing either
             raise DecisionNotSent(f"Lost connection to backend '{carrier.backend}'")
         try:
-            await asyncio.wait_for(
-                carrier.execute(
+            async with asyncio.timeout(LOG_TIMEOUT):
+                await carrier.execute(
                     f"{self.log.insert_sql([row])}; XA END {xid}; XA COMMIT {xid} ONE PHASE"
-                ),
-                LOG_TIMEOUT,
-            )
+                )
         except TimeoutError:
             carrier.broken = True
             raise BackendUnavailable(
