@@ -389,9 +389,9 @@ class _UnitStream:
         active = self.lane.active
         if active is not None and active is not self:
             await active.read_ahead()
-        self.lane.active = self
         await self.send(self.conn, self.unit)
-        # Only once sent: a unit its backend refused to prepare has no answer to drain.
+        # Only once sent: a unit its backend refused to prepare has no answer to read.
+        self.lane.active = self
         self.started = True
 
     async def read_head(self) -> None:
