@@ -389,9 +389,10 @@ class _UnitStream:
         active = self.lane.active
         if active is not None and active is not self:
             await active.read_ahead()
+        await self.send(self.conn, self.unit)
+        # Only once sent: a unit its backend refused to prepare has no answer to read.
         self.lane.active = self
         self.started = True
-        await self.send(self.conn, self.unit)
 
     async def read_head(self) -> None:
         """Read the sent unit's head; its error, or NotSupported for an OK, is raised."""

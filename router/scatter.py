@@ -141,16 +141,9 @@ class LimitSum:
     count: int
 
     def render(self, texts: tuple[str, ...]) -> str:
-        total = 0
-        for slot in (self.offset, self.count):
-            if slot is None:
-                continue
-            # Digits only, as MySQL's grammar: not b'11', 0x0F or 1e2 (numbers elsewhere), nor
-            # NULL (what `LIMIT NULL` written as text gets, too).
-            if not texts[slot].isdigit():
-                raise bad_limit_literal(texts[slot])
-            total += int(texts[slot])
-        return str(total)
+        slots = [slot for slot in (self.offset, self.count) if slot is not None]
+        check_limit_literals([texts[slot] for slot in sorted(slots)])
+        return str(sum(int(texts[slot]) for slot in slots))
 
 
 def limit_error(text: str) -> ParseError:
@@ -164,11 +157,19 @@ _LIMIT_TOKENS = frozenset(
 )
 
 
-def bad_limit_literal(text: str) -> ParseError:
-    """limit_error for a LIMIT slot whose literal is not digits, naming its first token as
-    _bad_limit does when it reads the clause (`'a'` of `'a' 'b'`): a cached plan's error is
-    the fresh plan's."""
-    return limit_error(_bad_limit(text, MySQL().tokenize(text)) or text)
+def check_limit_literals(texts: Sequence[str]) -> None:
+    """Raise limit_error unless a LIMIT's literals (in text order) are digits, as MySQL's
+    grammar wants: not b'11', 0x0F or 1e2 (numbers elsewhere), nor NULL (what `LIMIT NULL`
+    written as text gets, too). The error names what a fresh plan's does, so a cached plan's
+    is the same: first what is not a number at all, by its first token as _bad_limit names it
+    reading the clause (`'a'` of `'a' 'b'`), then the first number that is not digits."""
+    bad = [text for text in texts if not text.isdigit()]
+    for text in bad:
+        token = _bad_limit(text, MySQL().tokenize(text))
+        if token is not None:
+            raise limit_error(token)
+    if bad:
+        raise limit_error(bad[0])
 
 
 def _bad_limit(text: str, tokens: Sequence[Token]) -> str | None:
@@ -248,8 +249,9 @@ def _bind(node: object, bindings: Bindings) -> object:
         return Lit(value)
     if isinstance(node, Limit):
         source = _bind(node.source, bindings)
-        offset = _limit_value(_bind(_limit_literal(node.offset, bindings), bindings))
-        count = _limit_value(_bind(_limit_literal(node.count, bindings), bindings))
+        _check_limit_slots(node, bindings)
+        offset = _limit_value(_bind(node.offset, bindings))
+        count = _limit_value(_bind(node.count, bindings))
         return Limit(source, offset, count)  # type: ignore[arg-type]
     if isinstance(node, tuple):
         return tuple(_bind(item, bindings) for item in node)
@@ -264,14 +266,15 @@ def _bind(node: object, bindings: Bindings) -> object:
     return node
 
 
-def _limit_literal(node: object, bindings: Bindings) -> object:
-    """A LIMIT slot written in the text must be digits (b'11' is a number elsewhere, not
+def _check_limit_slots(node: Limit, bindings: Bindings) -> None:
+    """A LIMIT's slots written in the text must be digits (b'11' is a number elsewhere, not
     here): the statement's shape is cached whatever literal kind its slots held."""
-    if isinstance(node, Param) and node.slot not in bindings.params:
-        text = bindings.texts[node.slot]
-        if not text.isdigit():
-            raise bad_limit_literal(text)
-    return node
+    slots = sorted(
+        value.slot
+        for value in (node.offset, node.count)
+        if isinstance(value, Param) and value.slot not in bindings.params
+    )
+    check_limit_literals([bindings.texts[slot] for slot in slots])
 
 
 def _limit_value(value: object) -> int:

@@ -173,6 +173,28 @@ def test_packets_of_exactly_16_mb_minus_one(blobs: pymysql.Connection) -> None:
         assert cursor.fetchall() == (("after",),)
 
 
+def test_rows_of_16_mb_amid_small_ones_in_a_scatter_read(blobs: pymysql.Connection) -> None:
+    """Row packets of exactly 0xFFFFFF bytes (then an empty frame) and of over 16 MB, between
+    small rows on the same shard, relayed (a concatenated read) and merged (ORDER BY): the
+    small rows after them come through whole and the connection stays in step."""
+    size = 0xFFFFFF - 9  # row k = 5: 2 + (4 + size) + 3 (note) = 0xFFFFFF bytes of payload
+    with blobs.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO blobs (k, note) VALUES " + ", ".join(f"({k}, 'n{k}')" for k in range(16))
+        )
+        expr = f"CASE k WHEN 5 THEN REPEAT('y', {size}) WHEN 9 THEN REPEAT('z', {BLOB_SIZE}) END"
+        expected = [
+            (k, "y" * size if k == 5 else "z" * BLOB_SIZE if k == 9 else None, f"n{k}")
+            for k in range(16)
+        ]
+        cursor.execute(f"SELECT k, {expr} AS v, note FROM blobs")  # relayed unit after unit
+        assert sorted(cursor.fetchall()) == sorted(expected, key=lambda r: r[0])
+        cursor.execute(f"SELECT k, {expr} AS v, note FROM blobs ORDER BY k DESC")  # merged
+        assert list(cursor.fetchall()) == expected[::-1]
+        cursor.execute("SELECT 'after'")
+        assert cursor.fetchall() == (("after",),)
+
+
 BULK_TABLE = "CREATE TABLE bulk (k BIGINT PRIMARY KEY, s VARCHAR(200), n INT, d DECIMAL(9, 2))"
 
 

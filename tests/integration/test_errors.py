@@ -269,3 +269,31 @@ def test_backend_connections_killed_while_idle_are_not_handed_to_clients(
         assert cursor.rowcount == 2
     conn.close()
     assert_proxy_serves(shop_proxy)
+
+
+@pytest.mark.parametrize("missing_key", [2, 3])  # the first unit of ds1's connection, or its second
+def test_prepared_merge_read_with_a_table_missing_on_one_shard_is_1146(
+    tables: ShopTables, shop_proxy: ProxyProcess, mariadb_cluster: Cluster, missing_key: int
+) -> None:
+    """A backend refusing to prepare one unit of a merged read (its physical table is gone)
+    ends the statement with its ERR: the unit was never sent, so nothing is waited for."""
+    tables.create("users")
+    with shop_proxy.connect().cursor() as cursor:
+        cursor.execute("INSERT INTO users (id, name) VALUES (0, 'a'), (1, 'b'), (2, 'c'), (3, 'd')")
+    index, schema, table = node_of("users", missing_key)
+    assert index == 1  # the statement's client-side prepare runs on ds0, so it succeeds
+    mariadb_cluster.instances[index].execute(f"DROP TABLE `{schema}`.`{table}`")
+    conn = connector_connect(shop_proxy)
+    try:
+        cursor = conn.cursor(prepared=True)
+        with pytest.raises(mysql.connector.Error) as excinfo:
+            cursor.execute("SELECT id, name FROM users ORDER BY id")
+            cursor.fetchall()
+        assert (excinfo.value.errno, excinfo.value.sqlstate) == (1146, "42S02")
+        assert not PHYSICAL.search(excinfo.value.msg), excinfo.value.msg
+        cursor = conn.cursor()
+        cursor.execute("SELECT 42")
+        assert cursor.fetchall() == [(42,)]
+    finally:
+        conn.close()
+    assert_proxy_serves(shop_proxy)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from proxy import packets as p
+from proxy.backend import BackendError
 from proxy.channel import HIGH_WATER, ClientChannel
 from proxy.merge_exec import merge_reads
 from proxy.names import NameMap
@@ -148,3 +149,42 @@ def test_merged_rows_reach_the_client_with_bounded_buffering(merge: Any) -> None
     assert rows == expected
     assert len(channel.sink.data) > 4 * HIGH_WATER
     assert channel.most_held < 2 * HIGH_WATER
+
+
+class SilentBackend(ReplayBackend):
+    """A backend with nothing to answer: reading from it waits, as a real one's socket does."""
+
+    async def read_frame(self) -> bytes:
+        if not self.frames:
+            await asyncio.Event().wait()
+        return self.frames.popleft()
+
+
+@pytest.mark.timeout(30)  # the bug this guards against is a hang
+@pytest.mark.parametrize("refused", [1, 2], ids=["first unit of its connection", "second"])
+def test_a_unit_its_backend_refuses_to_prepare_ends_the_merge_with_that_error(
+    refused: int,
+) -> None:
+    """The sender fails before the unit goes out (COM_STMT_PREPARE answered ERR): the merge
+    ends with that error, never waiting for an answer to a command that was not sent."""
+    first, refusing = ReplayBackend(shard_result(range(3))), SilentBackend([])
+    conns = [first, refusing, refusing] if refused == 2 else [first, refusing]
+    if refused == 2:  # its connection's first unit answers; the second is refused
+        refusing.frames.extend(ReplayBackend(shard_result(range(3, 6))).frames)
+    units = tuple(Unit(f"ds{i}", "q") for i in range(len(conns)))
+    plan = QueryPlan(units, Route.SCATTER, merge=Project(MergeSort((SortKey(Key(2)),)), 1))
+    sends = 0
+
+    async def send(conn: Any, unit: Unit) -> None:
+        nonlocal sends
+        sends += 1
+        if sends == refused + 1:  # the refusing connection's first or second unit
+            raise BackendError("Table 'shop.users' doesn't exist", 1146, "42S02")
+
+    async def run() -> None:
+        channel = MeasuredChannel()
+        await merge_reads(conns, plan, channel, NameMap({}, {}), 2, send)  # type: ignore[arg-type]
+
+    with pytest.raises(BackendError) as error:
+        asyncio.run(run())
+    assert error.value.code == 1146

@@ -307,3 +307,26 @@ def test_statements_over_the_size_limit_are_not_cached() -> None:
     misses = router.misses
     router.plan(small, "shop")
     assert router.misses == misses
+
+
+@pytest.mark.parametrize("bad", [("b'11'", "'a'"), ("1e2", "1.5")])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "SELECT * FROM orders WHERE user_id IN (1, 2) LIMIT {0} OFFSET {1}",
+        "SELECT * FROM orders ORDER BY id LIMIT {0} OFFSET {1}",
+        "SELECT * FROM orders ORDER BY id LIMIT {1}, {0}",
+    ],
+)
+def test_a_cached_limit_names_its_first_bad_literal_in_the_text(
+    template: str, bad: tuple[str, str]
+) -> None:
+    """MySQL's parser stops at the first bad LIMIT literal it reads, whichever of count and
+    offset it is: a cached shape's error quotes the same one as a fresh plan's."""
+    warm = Router(make_config())
+    outcome(warm, template.format("1", "1"))
+    sql = template.format(*bad)
+    first = min(bad, key=sql.index)
+    cached = outcome(warm, sql)
+    assert cached == outcome(Router(make_config()), sql)
+    assert cached[2].endswith(f"(near '{first}')")  # type: ignore[index]
