@@ -547,6 +547,10 @@ def _from_start(plan: Merge, width: int) -> Merge:
     return dataclasses.replace(plan, source=source)  # type: ignore[type-var]
 
 
+# A text cell the merge doesn't look at.
+_SKIP = object()
+
+
 class _KeyRows:
     """Shard rows for a merge that picks rows: the key columns decoded, the rest kept as bytes.
 
@@ -570,7 +574,9 @@ class _KeyRows:
         self.text_decoders: list[object] = [_SKIP] * self.count
         for index, decode in self.keys:
             self.text_decoders[index] = decode
-        self.row = self._text_row if not binary and self.count else self._row
+        self.row: Callable[[bytes], tuple[object, ...]] = (
+            self._text_row if not binary and self.count else self._row
+        )
 
     def _row(self, payload: bytes) -> tuple[object, ...]:
         if not self.count:
@@ -620,9 +626,6 @@ class _KeyRows:
         values.append(payload if cut == len(payload) else payload[:cut])
         return tuple(values)
 
-
-# A text cell the merge doesn't look at.
-_SKIP = object()
 
 _CellDecoder = Callable[[bytes, int, int], object]
 
