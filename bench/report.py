@@ -145,11 +145,11 @@ COST_CENTRES: list[tuple[str, Callable[[Sample], bool], bool, str]] = [
 # that measured them (bench/hotpath.py). Update or drop with the next comparison; numbers of
 # the current run come from results.json.
 PREVIOUS_RUN = {
-    "commit": "591d44a",
-    "cpu": "Intel(R) Xeon(R) Processor",
-    "point_text_us": 73,
-    "point_direct_us": 30,
-    "write_text_8t": (11.1, 6.0, 2.50),  # statements, XA, redo-log writes per transaction
+    "commit": "f167826",
+    "cpu": "AMD EPYC",
+    "point_text_us": 115,
+    "point_direct_us": 83,
+    "write_text_8t": (11.2, 6.0, 2.62),  # statements, XA, redo-log writes per transaction
 }
 AB = {
     "what": "oltp_read_only query (text, 8 threads)",
