@@ -58,6 +58,7 @@ from mariadb_instances import (  # noqa: E402
     ensure_mariadb_installed,
     free_port,
 )
+from proxy_process import start_proxy  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -196,27 +197,8 @@ class Proxy:
         return self.proc.pid
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [str(VENV_BIN / "shardproxy"), "serve", "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-                cwd=ROOT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"proxy exited at start; see {self.log_path}")
-            try:
-                conn = self.connect()
-                conn.close()
-                return
-            except pymysql.MySQLError:
-                time.sleep(0.1)
-        raise SystemExit(f"proxy not ready after 30 s; see {self.log_path}")
+        command = [str(VENV_BIN / "shardproxy"), "serve", "--config", str(self.config_path)]
+        self.proc = start_proxy(command, self.port, self.log_path)
 
     def connect(self, **kwargs) -> pymysql.Connection:
         return pymysql.connect(

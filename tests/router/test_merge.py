@@ -31,6 +31,7 @@ from router.plan import (
     Key,
     Limit,
     Lit,
+    Merge,
     MergeSort,
     MinMax,
     Op,
@@ -128,7 +129,7 @@ def test_merge_sort_with_limit_matches_one_sorted_result(
 
 
 def feed_in_batches(
-    plan: Limit | MergeSort | Project,
+    plan: Merge,
     columns: list[ColumnInfo],
     units: list[list[tuple[object, ...]]],
     sizes: list[int],
@@ -172,17 +173,16 @@ def test_rows_fed_in_batches_come_out_in_key_unit_position_order(
     ]
     if not shard_rows:
         shard_rows = [[]]
-    plan: Limit | MergeSort | Project = MergeSort((SortKey(STRING_KEY),))
+    plan: Merge = MergeSort((SortKey(STRING_KEY),))
     if distinct:
-        plan = Distinct(plan, (STRING_KEY,))  # type: ignore[assignment]
+        plan = Distinct(plan, (STRING_KEY,))
     if limit is not None:
         plan = Limit(plan, *limit)
-    columns = string_columns(weight_length)
     tagged = [
         [(r[0], r[1], r[2], r[3], (unit, position)) for position, r in enumerate(rows)]
         for unit, rows in enumerate(shard_rows)
     ]
-    columns = [*columns, ColumnInfo(LONG)]
+    columns = [*string_columns(weight_length), ColumnInfo(LONG)]  # the tag: (unit, position)
     out = feed_in_batches(plan, columns, tagged, sizes)
     everything = sorted(
         (r for rows in tagged for r in rows),
