@@ -415,6 +415,7 @@ def render(results: dict, png: Path) -> list[str]:
     out += _findings(results)
     out += _throughput(cases)
     out += _workers(results)
+    out += _relay(results)
     out += _cpu(cases)
     out += _budget(cases)
     out += _server_work(cases)
@@ -532,6 +533,16 @@ def _targets(results: dict) -> list[str]:
                 _mark(_ratio(worst) >= 0.35) + (" (stretch met)" if _ratio(worst) >= 0.45 else ""),
             ]
         )
+    relay = results.get("relay_cases", [])
+    if relay:
+        rows.append(
+            [
+                "Ceiling: a bare Python byte relay to one server (bench/bare_relay.py), point "
+                "select at 8 threads (informational: no Python proxy here can pass it)",
+                ", ".join(f"{c['mode']} {_ratio_pct(_ratio(c))}" for c in relay),
+                "",
+            ]
+        )
     at8 = find("point_select", threads=8)
     if at8:
         added = max(
@@ -620,6 +631,62 @@ def _workers(results: dict) -> list[str]:
                 "proxy CPU/query µs",
                 "proxy cores",
                 "others' cores (direct / proxy)",
+            ],
+            rows,
+        ),
+        "",
+    ]
+
+
+def _relay(results: dict) -> list[str]:
+    """The point selects through a bare byte relay: the ceiling of any Python proxy here."""
+    relay = results.get("relay_cases", [])
+    if not relay:
+        return []
+    rows = []
+    for c in relay:
+        d, r = c["direct"], c["proxy"]  # the relay's measures are kept as a case's proxy's
+        proxied = _find(results["cases"], c["workload"], c["mode"], c["threads"])
+        rows.append(
+            [
+                c["mode"],
+                str(c["threads"]),
+                _qps(d["sysbench"]["qps"]),
+                _qps(r["sysbench"]["qps"]),
+                f"**{_pct(_ratio(c))}**",
+                _pct(_ratio(proxied)) if proxied else "",
+                f"{_added_p95(c):+.2f}",
+                f"{_per_query_us(r, 'proxy'):.0f}",
+                f"{_per_query_us(proxied['proxy'], 'proxy'):.0f}" if proxied else "",
+                f"{r['cpu'].get('proxy', 0) / r['wall'] if r['wall'] else 0:.2f}",
+                f"{_others(d):.2f} / {_others(r):.2f}",
+            ]
+        )
+    return [
+        "## The ceiling: a bare Python relay",
+        "",
+        "bench/bare_relay.py relays bytes between each client connection and one connection "
+        "of its own to the direct server: asyncio Protocols on uvloop, one event loop, no "
+        'packet parsed, nothing routed or pooled (issue 6\'s "bare Python byte relay"). These '
+        "pairs ran after the table above, direct again and then through the relay. Every "
+        "query through the proxy takes at least the relay's reads and writes, plus parsing, "
+        "routing, pooling and two shards instead of one server, so on this machine no proxy "
+        "written in Python passes the relay's ratio; a target above it can't be met here "
+        "by any change to the proxy.",
+        "",
+        *_table(
+            [
+                "mode",
+                "threads",
+                "direct QPS",
+                "relay QPS",
+                "relay ratio",
+                "proxy ratio (table above)",
+                "relay added p95 ms",
+                "relay CPU/query µs",
+                "proxy CPU/query µs (table above)",
+                "relay cores",
+                "others' cores (direct / relay)",
             ],
             rows,
         ),

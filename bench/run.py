@@ -15,10 +15,13 @@ What it does, in order:
 4. runs every workload (point select, oltp_read_only, oltp_write_only; text and prepared; 8 and
    32 threads) against the direct server and then the proxy, measuring QPS, p95 latency and the
    CPU each process used (from /proc), and the proxy's RSS;
-5. profiles the proxy with py-spy during extra point-select runs;
-6. opens 1,000 idle client connections and streams a 2,000,000-row scatter SELECT, sampling the
+5. runs the point selects again through a second proxy with 2 worker processes, and through a
+   bare Python byte relay to the direct server (bench/bare_relay.py: the ceiling of any Python
+   proxy on this machine);
+6. profiles the proxy with py-spy during extra point-select runs;
+7. opens 1,000 idle client connections and streams a 2,000,000-row scatter SELECT, sampling the
    proxy's RSS;
-7. writes BENCHMARKS.md (repository root) and bench/ratio.png.
+8. writes BENCHMARKS.md (repository root) and bench/ratio.png.
 
 Everything it starts is stopped at the end (and killed if this script dies).
 """
@@ -190,6 +193,8 @@ class Proxy:
         self.port = port
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        # Clients log in as the proxy's user; the bare relay passes the server's root through.
+        self.credentials = (USER, PASSWORD)
 
     @property
     def pid(self) -> int:
@@ -214,6 +219,20 @@ class Proxy:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class BareRelay(Proxy):
+    """bench/bare_relay.py in front of the direct server, measured as the proxy would be."""
+
+    def __init__(self, server_port: int, port: int, log_path: Path):
+        super().__init__(Path(), port, log_path)
+        self.server_port = server_port
+        self.credentials = ("root", "")
+
+    def start(self) -> None:
+        script = str(BENCH / "bare_relay.py")
+        command = [sys.executable, script, f"--port={self.port}", f"--to={HOST}:{self.server_port}"]
+        self.proc = start_proxy(command, self.port, self.log_path)
 
 
 def proxy_config(port: int, shards: list[MariaDBInstance], tables: int, workers: int = 1) -> str:
@@ -548,11 +567,12 @@ class Bench:
         extra: tuple[str, ...] = (),
     ) -> list[str]:
         assert self.proxy is not None and self.direct is not None
-        if target == "proxy":
+        if target in ("proxy", "relay"):
+            user, password = self.proxy.credentials
             conn = [
                 f"--mysql-port={self.proxy.port}",
-                f"--mysql-user={USER}",
-                f"--mysql-password={PASSWORD}",
+                f"--mysql-user={user}",
+                f"--mysql-password={password}",
             ]
         else:
             conn = [f"--mysql-port={self.direct.port}", "--mysql-user=root", "--mysql-password="]
@@ -935,6 +955,34 @@ class Bench:
             self.proxy = single
             multi.stop()
 
+    def run_relay(self) -> None:
+        """Point selects at 8 threads again, direct and through the bare Python relay in front
+        of the direct server (bench/bare_relay.py): what no Python proxy here can pass."""
+        assert self.direct is not None
+        relay = BareRelay(self.direct.port, free_port(), self.run_dir / "bare-relay.log")
+        relay.start()
+        proxy, self.proxy = self.proxy, relay
+        try:
+            for mode in MODES:
+                self.wait_quiet()
+                log(f"point_select {mode} 8 threads, bare relay")
+                pair = {}
+                for target in ("direct", "relay"):
+                    pair[target] = measured = self.measure(target, POINT, 8, mode)
+                    sb = measured.sysbench
+                    log(
+                        f"  {target:<6} {sb.qps:9.0f} qps  p95 {sb.p95_ms:6.2f} ms  "
+                        f"errors {sb.ignored_errors}  cpu {_cpu_text(measured)}"
+                    )
+                # The relay's measures sit where a case keeps the proxy's (report.py reads both).
+                case = {"workload": POINT.name, "threads": 8, "mode": mode}
+                case.update(direct=asdict(pair["direct"]), proxy=asdict(pair["relay"]))
+                self.results.setdefault("relay_cases", []).append(case)
+                self._save()
+        finally:
+            self.proxy = proxy
+            relay.stop()
+
     def others_cores(self, seconds: float = 2.0) -> float:
         """Cores the rest of the machine uses right now: its busy time minus our processes'
         (short-lived processes included, which a per-process count would miss)."""
@@ -1248,6 +1296,7 @@ class Bench:
             self._save()
             self.run_matrix()
             self.run_workers()
+            self.run_relay()
             self.after_writes()
             self.profile_proxy()
             self.load_big()

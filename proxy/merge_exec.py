@@ -527,7 +527,7 @@ def _picks_rows(plan: Merge) -> bool:
 
 def _from_start(plan: Merge, width: int) -> Merge:
     """A row-picking plan with its column numbers counted from the row's start (a `SELECT *`
-    plan counts its hidden columns from the end, where _KeyRows puts the client's bytes)."""
+    plan counts its hidden columns from the end, where KeyRows puts the client's bytes)."""
 
     def column(index: int | None) -> int | None:
         return index + width if index is not None and index < 0 else index
@@ -547,67 +547,50 @@ def _from_start(plan: Merge, width: int) -> Merge:
     return dataclasses.replace(plan, source=source)  # type: ignore[type-var]
 
 
-# A text cell the merge doesn't look at.
+# A cell the merge doesn't look at.
 _SKIP = object()
 
 
-class _KeyRows:
+class KeyRows:
     """Shard rows for a merge that picks rows: the key columns decoded, the rest kept as bytes.
 
     A row handed to the merge is a tuple of the shard's width plus one: the values of the
     columns the merge looks at (None elsewhere, never read), then the row's bytes for the
-    client, already cut to the visible columns."""
+    client, already cut to the visible columns (proxy.rows). Each row's cells are walked in
+    one loop, up to the last one needed: this runs for every row of such a merge."""
 
     def __init__(
         self, infos: Sequence[ColumnInfo], needed: Sequence[bool], visible: int, binary: bool
     ):
         self.width = len(infos)
         self.visible = visible
-        self.binary = binary
-        self.types = [info.type for info in infos]
-        self.keys = [(i, _key_decoder(infos[i], binary)) for i in range(self.width) if needed[i]]
-        # Cells to locate: every key cell, and the last visible one when the row is cut.
+        keys = [i for i in range(self.width) if needed[i]]
+        # Cells to walk: every key cell, and the last visible one when the row is cut.
         cut = visible if visible < self.width else 0
-        self.count = max([i + 1 for i, _ in self.keys] + [cut])
+        count = max([i + 1 for i in keys] + [cut])
         self.empty: list[object] = [None] * self.width
-        # Text rows: per cell up to `count`, how its value is kept (_SKIP: not at all).
-        self.text_decoders: list[object] = [_SKIP] * self.count
-        for index, decode in self.keys:
-            self.text_decoders[index] = decode
+        # Per cell up to `count`: how its value is kept (_SKIP: not at all, None: its bytes).
+        self.decoders: list[object] = [_SKIP] * count
+        for index in keys:
+            self.decoders[index] = _key_decoder(infos[index], binary)
+        # Binary rows: per cell, its size on the wire (rows.cell_size) and its decoder.
+        self.cells = [(rows.cell_size(infos[i].type), self.decoders[i]) for i in range(count)]
+        self.nulls = rows.null_bytes(self.width)
+        self.visible_nulls = rows.null_bytes(visible)
         self.row: Callable[[bytes], tuple[object, ...]] = (
-            self._text_row if not binary and self.count else self._row
+            self._whole_row if not count else self._binary_row if binary else self._text_row
         )
 
-    def _row(self, payload: bytes) -> tuple[object, ...]:
-        if not self.count:
-            return (*self.empty, payload)
-        if self.binary:
-            cells = rows.binary_cells(payload, self.types, self.count)
-        else:
-            cells = rows.text_cells(payload, self.count)
-        values = self.empty.copy()
-        for index, decode in self.keys:
-            start, end = cells[index]
-            if start >= 0:
-                values[index] = (
-                    payload[start:end] if decode is None else decode(payload, start, end)
-                )
-        visible = self.visible
-        if visible == self.width:
-            values.append(payload)
-        elif self.binary:
-            values.append(rows.cut_binary_row(payload, self.width, cells, visible))
-        else:
-            values.append(rows.cut_text_row(payload, cells, visible))
-        return tuple(values)
+    def _whole_row(self, payload: bytes) -> tuple[object, ...]:
+        """No key to decode, nothing to cut."""
+        return (*self.empty, payload)
 
     def _text_row(self, payload: bytes) -> tuple[object, ...]:
-        """_row for a text row, its cells walked in one loop: this runs for every row."""
         values = self.empty.copy()
         visible = self.visible
         cut = len(payload)
         pos = 0
-        for index, decode in enumerate(self.text_decoders):
+        for index, decode in enumerate(self.decoders):
             first = payload[pos]
             if first < 0xFB:
                 start = pos + 1
@@ -626,20 +609,53 @@ class _KeyRows:
         values.append(payload if cut == len(payload) else payload[:cut])
         return tuple(values)
 
+    def _binary_row(self, payload: bytes) -> tuple[object, ...]:
+        """The values follow a NULL bitmap (column i is bit i + 2); a NULL has no bytes. A
+        row cut to fewer columns gets a bitmap of its own."""
+        values = self.empty.copy()
+        visible = self.visible
+        nulls = self.nulls
+        bitmap = int.from_bytes(payload[1 : 1 + nulls], "little") >> 2
+        pos = cut = 1 + nulls
+        for index, (size, decode) in enumerate(self.cells):
+            if bitmap >> index & 1:
+                if index + 1 == visible:
+                    cut = pos
+                continue
+            cell = pos
+            if size > 0:  # fixed size
+                start = pos
+                pos += size
+            elif not size or payload[pos] < 0xFB:  # a one-byte size or length first
+                start = pos + 1
+                pos = start + payload[cell]
+            else:
+                start = rows.lenenc_start(payload, pos)
+                pos = start + int.from_bytes(payload[cell + 1 : start], "little")
+            if index + 1 == visible:
+                cut = pos
+            if decode is _SKIP:
+                continue
+            values[index] = payload[start:pos] if decode is None else decode(payload, cell, pos)
+        if visible == self.width:
+            values.append(payload)
+        else:
+            kept = (bitmap & ((1 << visible) - 1)) << 2
+            bitmap_bytes = kept.to_bytes(self.visible_nulls, "little")
+            values.append(b"\x00" + bitmap_bytes + payload[1 + nulls : cut])
+        return tuple(values)
+
 
 _CellDecoder = Callable[[bytes, int, int], object]
 
 
 def _key_decoder(info: ColumnInfo, binary: bool) -> _CellDecoder | None:
     """How a key cell becomes the value the merge compares: None for its bytes as they are
-    (text-protocol strings and temporal values, which compare in time order)."""
+    (strings, and text-protocol temporal values, which compare in time order). A decoder gets
+    the row, where the cell starts (a binary cell's length prefix included) and where it ends."""
     if binary:
         if info.is_string:
-
-            def string(payload: bytes, start: int, end: int) -> object:
-                return payload[rows.lenenc_start(payload, start) : end]
-
-            return string
+            return None
         return lambda payload, start, end: _decode_binary(payload[start:end], info)
     kind = info.type
     if kind in _INTEGERS or kind in _DECIMALS or kind in (_FLOAT, _DOUBLE, _TIME, _BIT):
@@ -705,7 +721,7 @@ async def merge_reads(
                 if isinstance(merge, Project):
                     merge = merge.source
                 merge = _from_start(merge, width)
-                decode = _KeyRows(infos, needed, visible, binary).row
+                decode = KeyRows(infos, needed, visible, binary).row
                 encode = operator.itemgetter(-1)
             else:
                 row_decoder = decode_binary_row if binary else decode_text_row

@@ -1,8 +1,8 @@
-"""Cutting result rows as bytes, against rows encoded with only the kept columns.
+"""Reading merge rows as bytes (KeyRows), against rows encoded with only the kept columns.
 
 Rows are encoded the way servers send them (proxy.merge_exec's encoders match MariaDB byte for
 byte, checked by the differential suite); a cut row must equal the row encoded from the kept
-values alone, and every cell found must be that value's own encoding.
+values alone, and every key cell must decode as that value's own encoding does.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from proxy import packets as p
 from proxy import rows
-from proxy.merge_exec import encode_binary_row, encode_binary_value, encode_text_value
+from proxy.merge_exec import (
+    KeyRows,
+    _key_decoder,
+    encode_binary_row,
+    encode_binary_value,
+    encode_text_value,
+)
 from router.merge import ColumnInfo
 
 # One column of each wire shape: integers of every size, FLOAT/DOUBLE, DECIMAL, strings,
@@ -49,14 +55,18 @@ def column_values(kind: int) -> st.SearchStrategy[object]:
     return st.one_of(st.none(), values[kind])
 
 
+Case = tuple[list[ColumnInfo], list[object], int, list[bool]]
+
+
 @st.composite
-def result_rows(draw: st.DrawFn) -> tuple[list[ColumnInfo], list[object], int]:
-    """(columns, one row's values, columns kept): up to 20 columns, so NULL bitmaps of 1 to 3
-    bytes, NULLs anywhere."""
+def result_rows(draw: st.DrawFn) -> Case:
+    """(columns, one row's values, columns kept, the key columns): up to 20 columns, so NULL
+    bitmaps of 1 to 3 bytes, NULLs anywhere, keys anywhere (or none)."""
     kinds = draw(st.lists(st.sampled_from(sorted(column_kinds())), min_size=1, max_size=20))
     values = [draw(column_values(kind)) for kind in kinds]
     keep = draw(st.integers(1, len(kinds)))
-    return [ColumnInfo(kind) for kind in kinds], values, keep
+    needed = draw(st.lists(st.booleans(), min_size=len(kinds), max_size=len(kinds)))
+    return [ColumnInfo(kind) for kind in kinds], values, keep, needed
 
 
 def column_kinds() -> set[int]:
@@ -64,9 +74,9 @@ def column_kinds() -> set[int]:
 
 
 def text_data(value: object, info: ColumnInfo) -> bytes | None:
-    """A value's text-protocol bytes (a temporal one's text does not matter, only its size)."""
+    """A value's text-protocol bytes (a temporal one's: a valid text of its type)."""
     if isinstance(value, Raw):
-        return bytes(value).hex().encode()
+        return b"-838:59:59" if info.type == TIME else b"2024-02-29 23:59:59.5"
     return encode_text_value(value, info)
 
 
@@ -78,40 +88,44 @@ def text_row(values: list[object], infos: list[ColumnInfo]) -> bytes:
     return b"".join(cells)
 
 
-@settings(max_examples=300, deadline=None)
-@given(result_rows())
-def test_a_cut_text_row_is_the_row_of_the_kept_columns(
-    case: tuple[list[ColumnInfo], list[object], int],
-) -> None:
-    infos, values, keep = case
-    payload = text_row(values, infos)
-    cells = rows.text_cells(payload, len(infos))
-    assert cells[-1][1] == len(payload)
-    assert rows.cut_text_row(payload, cells, keep) == text_row(values[:keep], infos[:keep])
-    for (start, end), value, info in zip(cells, values, infos, strict=True):
-        if value is None:
-            assert start == -1
-        else:
-            assert payload[start:end] == text_data(value, info)
+def key_value(encoded: bytes, info: ColumnInfo, binary: bool) -> object:
+    """What the merge should see of a key cell whose own encoding is `encoded` (a binary
+    cell's length prefix included)."""
+    decode = _key_decoder(info, binary)
+    if decode is not None:
+        return decode(encoded, 0, len(encoded))
+    return encoded[rows.lenenc_start(encoded, 0) :] if binary else encoded
 
 
-@settings(max_examples=300, deadline=None)
-@given(result_rows())
-def test_a_cut_binary_row_is_the_row_of_the_kept_columns(
-    case: tuple[list[ColumnInfo], list[object], int],
-) -> None:
-    infos, values, keep = case
-    payload = encode_binary_row(values, infos)
-    types = [info.type for info in infos]
-    cells = rows.binary_cells(payload, types, len(infos))
-    assert cells[-1][1] == len(payload)
-    cut = rows.cut_binary_row(payload, len(infos), cells, keep)
-    assert cut == encode_binary_row(values[:keep], infos[:keep])
-    for (start, end), value, info in zip(cells, values, infos, strict=True):
-        if value is None:
-            assert start == -1
+def check(row: tuple[object, ...], case: Case, cut: bytes, binary: bool) -> None:
+    infos, values, _, needed = case
+    assert len(row) == len(infos) + 1
+    assert row[-1] == cut
+    for index, (value, info) in enumerate(zip(values, infos, strict=True)):
+        if not needed[index] or value is None:
+            assert row[index] is None
+        elif binary:
+            assert row[index] == key_value(encode_binary_value(value, info), info, binary)
         else:
-            assert payload[start:end] == encode_binary_value(value, info)
+            data = text_data(value, info)
+            assert data is not None
+            assert row[index] == key_value(data, info, binary)
+
+
+@settings(max_examples=400, deadline=None)
+@given(result_rows())
+def test_a_text_row_is_cut_to_the_kept_columns_with_its_keys_read(case: Case) -> None:
+    infos, values, keep, needed = case
+    row = KeyRows(infos, needed, keep, binary=False).row(text_row(values, infos))
+    check(row, case, text_row(values[:keep], infos[:keep]), binary=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(result_rows())
+def test_a_binary_row_is_cut_to_the_kept_columns_with_its_keys_read(case: Case) -> None:
+    infos, values, keep, needed = case
+    row = KeyRows(infos, needed, keep, binary=True).row(encode_binary_row(values, infos))
+    check(row, case, encode_binary_row(values[:keep], infos[:keep]), binary=True)
 
 
 def test_text_cells_read_every_length_prefix() -> None:
@@ -119,20 +133,28 @@ def test_text_cells_read_every_length_prefix() -> None:
     over 16 MB arrives in several frames, joined before it is cut)."""
     big = b"x" * (1 << 24)
     values: list[bytes | None] = [b"a" * 250, b"b" * 65536, None, big, b"", b"tail"]
-    payload = p.text_row(values)
-    cells = rows.text_cells(payload, len(values))
-    found = [None if start < 0 else payload[start:end] for start, end in cells]
-    assert found == values
-    assert rows.cut_text_row(payload, cells, 4) == p.text_row(values[:4])
+    infos = [ColumnInfo(VARCHAR)] * len(values)
+    row = KeyRows(infos, [True] * 6, 4, binary=False).row(p.text_row(values))
+    assert list(row[:-1]) == values
+    assert row[-1] == p.text_row(values[:4])
+
+
+def test_binary_cells_read_every_length_prefix() -> None:
+    big = b"x" * (1 << 24)
+    values: list[object] = [b"a" * 250, b"b" * 65536, None, big, b"", b"tail"]
+    infos = [ColumnInfo(VARCHAR)] * len(values)
+    row = KeyRows(infos, [True] * 6, 4, binary=True).row(encode_binary_row(values, infos))
+    assert list(row[:-1]) == values
+    assert row[-1] == encode_binary_row(values[:4], infos[:4])
 
 
 def test_the_null_bitmap_is_rebuilt_for_the_kept_columns() -> None:
     """Column i is bit i + 2: nine or seven columns need two bitmap bytes, six need one. NULLs
     among the kept columns stay, those of dropped ones go."""
     values: list[object] = [None, 1, 2, 3, 4, 5, None, None, None]
-    payload = encode_binary_row(values, [ColumnInfo(LONG)] * 9)
+    infos = [ColumnInfo(LONG)] * 9
+    payload = encode_binary_row(values, infos)
     assert payload[1:3] == b"\x04\x07"
-    cells = rows.binary_cells(payload, [LONG] * 9, 9)
     numbers = b"".join(v.to_bytes(4, "little") for v in (1, 2, 3, 4, 5))
-    assert rows.cut_binary_row(payload, 9, cells, 7) == b"\x00\x04\x01" + numbers
-    assert rows.cut_binary_row(payload, 9, cells, 6) == b"\x00\x04" + numbers
+    assert KeyRows(infos, [False] * 9, 7, True).row(payload)[-1] == b"\x00\x04\x01" + numbers
+    assert KeyRows(infos, [False] * 9, 6, True).row(payload)[-1] == b"\x00\x04" + numbers
