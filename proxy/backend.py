@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +23,9 @@ from proxy import packets as p
 from proxy.stream import Stream
 from router.config import Backend
 from router.errors import BackendUnavailable, ProxyError
+
+# A one-frame command packet's start: payload length (3 bytes), sequence id 0, command.
+_COMMAND_HEAD = struct.Struct("<IB")
 
 CONNECT_TIMEOUT = 5.0
 # An idle connection older than this is pinged before use.
@@ -76,7 +80,10 @@ class BackendConnection:
 
     def send_command(self, command: int, payload: bytes) -> None:
         """Write a command packet (sequence id 0); replies follow from read_packet()."""
-        data, _ = p.frame(bytes((command,)) + payload, 0)
+        if len(payload) < p.MAX_PAYLOAD - 1:  # one frame: its header and command byte packed
+            data = _COMMAND_HEAD.pack(len(payload) + 1, command) + payload
+        else:
+            data, _ = p.frame(bytes((command,)) + payload, 0)
         if self.is_closed():
             self.broken = True
             raise self._lost(ConnectionResetError())
