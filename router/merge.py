@@ -517,6 +517,41 @@ class _DistinctStage(_Stage):
         return out
 
 
+class _SortedDistinctStage(_Stage):
+    """DISTINCT over rows that come ordered by its keys (a merge sort on them): equal rows are
+    adjacent, so each is compared with the last one kept, and nothing is held (no budget: a
+    DISTINCT of millions of values streams)."""
+
+    def __init__(self, node: Distinct, columns: Sequence[ColumnInfo]):
+        self.key = group_key(node.keys, columns)
+        self.last: object = _NO_ROW
+
+    def push(self, row: Row) -> Iterable[Row]:
+        return self.push_many([row])
+
+    def push_many(self, rows: list[Row]) -> list[Row]:
+        key, last, out = self.key, self.last, []
+        for row in rows:
+            k = key(row)
+            if k != last:
+                out.append(row)
+                last = k
+        self.last = last
+        return out
+
+
+def _sorted_by(source: Concat | MergeSort, keys: Sequence[Key]) -> bool:
+    """Whether rows of `source` come with rows equal on `keys` adjacent: a merge sort whose
+    first len(keys) sort keys are those keys, in any order and direction."""
+    if not isinstance(source, MergeSort):
+        return False
+    return set(keys) == {sort.key for sort in source.keys[: len(keys)]}
+
+
+# Before any row: unequal to every key.
+_NO_ROW = object()
+
+
 class _LimitStage(_Stage):
     def __init__(self, node: Limit):
         assert isinstance(node.offset, int) and isinstance(node.count, int), "bind first"
@@ -569,7 +604,10 @@ def _stages(
     elif isinstance(node, Sort):
         stages.append(_SortStage(node, columns, budget))
     elif isinstance(node, Distinct):
-        stages.append(_DistinctStage(node, columns, budget))
+        if not stages and _sorted_by(source, node.keys):
+            stages.append(_SortedDistinctStage(node, columns))
+        else:
+            stages.append(_DistinctStage(node, columns, budget))
     elif isinstance(node, Limit):
         stages.append(_LimitStage(node))
     else:
