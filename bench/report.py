@@ -146,22 +146,22 @@ COST_CENTRES: list[tuple[str, Callable[[Sample], bool], bool, str]] = [
 # that measured them (bench/hotpath.py). Update or drop with the next comparison; numbers of
 # the current run come from results.json.
 PREVIOUS_RUN = {
-    "commit": "f167826",
-    "cpu": "AMD EPYC",
-    "point_text_us": 115,
-    "point_direct_us": 83,
-    "write_text_8t": (11.2, 6.0, 2.62),  # statements, XA, redo-log writes per transaction
+    "commit": "814f705",
+    "cpu": "Intel(R) Xeon(R)",
+    "point_text_us": 62,
+    "point_direct_us": 40,
+    "write_text_8t": (11.2, 6.0, 2.30),  # statements, XA, redo-log writes per transaction
 }
 AB = {
-    "what": "oltp_read_only query (text, 8 threads)",
-    "new": "`d601322` (batched merges and relays)",
-    "old": "`f29a4b9` (the tree before them)",
-    "new_min": 211.5,
-    "new_median": 212.0,
-    "old_min": 258.5,
-    "old_median": 261.5,
-    "when": "12:34 UTC, quiet machine, 3 runs each; prepared: 249.0 / 250.5 against "
-    "311.2 / 317.8 µs",
+    "what": "oltp_read_only query (prepared, 8 threads)",
+    "new": "`c14ef35` (merged binary rows read in one loop)",
+    "old": "`814f705` (the tree before it)",
+    "new_min": 136.2,
+    "new_median": 138.5,
+    "old_min": 150.2,
+    "old_median": 150.5,
+    "when": "15:20 UTC, 3 runs each; text, whose rows were already read in one loop: "
+    "126.0 / 127.0 against 124.2 / 131.0 µs",
 }
 _SYSCALLS = ("write", "send", "read", "recv", "epoll", "close", "accept", "connect", "futex")
 
