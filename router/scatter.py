@@ -737,6 +737,7 @@ class _SelectPlanner:
             for node, span in zip(group_nodes, spans, strict=True):
                 keys.append(SortKey(self._row_key(node, span)))
         merge: Merge = MergeSort(tuple(keys)) if keys else Concat()
+        ordered_distinct = False
         if select.args.get("distinct") is not None and not self._distinct_is_local():
             if self.star:
                 raise _Refused("SELECT DISTINCT * across several shards")
@@ -747,17 +748,28 @@ class _SelectPlanner:
             visible = {item.column for item in self.items}
             if any(k.key.column not in visible for k in keys):
                 raise _Refused("SELECT DISTINCT ordered by a column it doesn't select")
+            if not keys and order is None and "window" not in self.clauses.starts:
+                # Units sorted by the select list: equal rows meet, so the DISTINCT streams
+                # (router.merge) instead of holding every distinct row seen.
+                merge = MergeSort(tuple(SortKey(k) for k in distinct_keys))
+                ordered_distinct = True
             merge = Distinct(merge, distinct_keys)
         if select.args.get("distinct") is not None and self.hidden:
             if self.star:
                 raise _Refused("SELECT DISTINCT * with ORDER BY across several shards")
-            self._distinct_as_group_by(group_nodes)
+            self._distinct_as_group_by(group_nodes, ordered_distinct)
+        elif ordered_distinct:
+            at = self._clause_start("order", "limit", "for", "lock")
+            self.edits.append((at, at, f" ORDER BY {self._positions()} "))
         return self._limit(merge, per_shard=True)
 
-    def _distinct_as_group_by(self, group_nodes: list[exp.Expression] | None) -> None:
+    def _distinct_as_group_by(
+        self, group_nodes: list[exp.Expression] | None, ordered: bool = False
+    ) -> None:
         """Each unit groups by the select list instead of using DISTINCT: the hidden weight
         columns must not split rows that DISTINCT calls equal ('a' and 'a ' weigh differently),
-        or a unit's LIMIT would keep duplicates in place of rows the answer needs."""
+        or a unit's LIMIT would keep duplicates in place of rows the answer needs. `ordered`:
+        and sorts by it (MySQL 8 no longer sorts what it groups)."""
         select = self.select
         if group_nodes or select.args.get("having") is not None:
             raise _Refused("SELECT DISTINCT with GROUP BY or HAVING across several shards")
@@ -770,14 +782,22 @@ class _SelectPlanner:
                 break
             if token.text.upper() not in SELECT_MODIFIERS:
                 raise _Refused("this SELECT DISTINCT form across several shards")
-        positions = ", ".join(str(i + 1) for i in range(len(self.items)))
-        for name in ("window", "order", "limit", "for", "lock"):
+        positions = self._positions()
+        at = self._clause_start("window", "order", "limit", "for", "lock")
+        order = f"ORDER BY {positions} " if ordered else ""
+        self.edits.append((at, at, f" GROUP BY {positions} {order}"))
+
+    def _positions(self) -> str:
+        """The select list by position: `1, 2, ...`."""
+        return ", ".join(str(i + 1) for i in range(len(self.items)))
+
+    def _clause_start(self, *names: str) -> int:
+        """Where the first of these clauses the statement has starts (else its end): where a
+        clause that comes before all of them goes."""
+        for name in names:
             if name in self.clauses.starts:
-                at = self.tokens.list[self.clauses.starts[name]].start
-                break
-        else:
-            at = self._statement_end()
-        self.edits.append((at, at, f" GROUP BY {positions} "))
+                return self.tokens.list[self.clauses.starts[name]].start
+        return self._statement_end()
 
     def _row_key(self, node: exp.Expression, span: tuple[int, int]) -> Key:
         item = self.item_named(node)
@@ -1120,12 +1140,7 @@ class _SelectPlanner:
             last = self.clause_items("group", len(group_nodes))[-1][1]
             self.edits.append((last, last, tuple(args)))
             return
-        for name in ("having", "window", "order", "limit", "for", "lock"):
-            if name in self.clauses.starts:
-                at = self.tokens.list[self.clauses.starts[name]].start
-                break
-        else:
-            at = self._statement_end()
+        at = self._clause_start("having", "window", "order", "limit", "for", "lock")
         self.edits.append((at, at, (" GROUP BY ", *args, " ")))
 
 

@@ -131,6 +131,23 @@ def test_distinct_runs_as_group_by_on_the_shards(router: Router) -> None:
     assert isinstance(distinct, Distinct) and isinstance(distinct.source, MergeSort)
 
 
+def test_a_distinct_without_order_by_is_sorted_on_the_shards_to_stream(router: Router) -> None:
+    """Sorted by the select list, equal rows from all shards meet in the merge sort, so the
+    DISTINCT compares neighbours instead of holding every row seen (router.merge)."""
+    result = plan(router, "SELECT DISTINCT name, total FROM users WHERE id > 3 LIMIT 2, 3")
+    assert first_sql(result) == (
+        "SELECT  name, total , WEIGHT_STRING(name), COLLATION(name), WEIGHT_STRING(total), "
+        "COLLATION(total) FROM users_0 WHERE id > 3  GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 5 "
+    )
+    distinct = result.merge.source.source  # type: ignore[union-attr]
+    assert isinstance(distinct, Distinct) and isinstance(distinct.source, MergeSort)
+    assert [k.key for k in distinct.source.keys] == list(distinct.keys)
+    # ORDER BY NULL (no order wanted): the units are concatenated, as before.
+    result = plan(router, "SELECT DISTINCT name FROM users ORDER BY NULL")
+    assert first_sql(result).endswith(" GROUP BY 1 ORDER BY NULL")
+    assert isinstance(result.merge.source.source, Concat)  # type: ignore[union-attr]
+
+
 def test_distinct_over_the_shard_key_needs_no_merge(router: Router) -> None:
     result = plan(router, "SELECT DISTINCT user_id, total FROM orders")
     assert isinstance(result.merge, Concat)
