@@ -61,6 +61,7 @@ _STRING_TYPES = frozenset({15, 245, 247, 248, 249, 250, 251, 252, 253, 254})
 ENUM_FLAG = 0x100
 SET_FLAG = 0x800
 BINARY = 63  # the binary character set: byte strings, compared byte by byte
+GEOMETRY = 255  # compared as its bytes, and sorted by them like a string
 
 
 @dataclass(frozen=True)
@@ -540,12 +541,35 @@ class _SortedDistinctStage(_Stage):
         return out
 
 
-def _sorted_by(source: Concat | MergeSort, keys: Sequence[Key]) -> bool:
+def _sorted_by(
+    source: Concat | MergeSort, keys: Sequence[Key], columns: Sequence[ColumnInfo]
+) -> bool:
     """Whether rows of `source` come with rows equal on `keys` adjacent: a merge sort whose
-    first len(keys) sort keys are those keys, in any order and direction."""
+    first len(keys) sort keys are those keys, in any order and direction, each of which the
+    shards sort in full (see _fully_sorted)."""
     if not isinstance(source, MergeSort):
         return False
-    return set(keys) == {sort.key for sort in source.keys[: len(keys)]}
+    if set(keys) != {sort.key for sort in source.keys[: len(keys)]}:
+        return False
+    return all(_fully_sorted(key, columns) for key in keys)
+
+
+# MariaDB's least max_sort_length (bytes): a shard's ORDER BY compares a string's sort key (its
+# weights) only up to the session's max_sort_length (1024 by default, 64 at least), leaving
+# strings alike that far in any order, which the proxy's comparison of whole weights then sees
+# out of order: equal rows of two shards need not meet in the merge.
+MIN_MAX_SORT_LENGTH = 64
+
+
+def _fully_sorted(key: Key, columns: Sequence[ColumnInfo]) -> bool:
+    """Whether every shard orders this key's values exactly as the merge compares them: any
+    value but a string (or geometry), or a string whose weights (at most its WEIGHT_STRING()
+    column's length, or its own length without one) fit in any max_sort_length."""
+    info = columns[key.column]
+    if not info.is_string and info.type != GEOMETRY:
+        return True
+    size = columns[key.weight].length if key.weight is not None else info.length
+    return 0 < size <= MIN_MAX_SORT_LENGTH
 
 
 # Before any row: unequal to every key.
@@ -604,7 +628,7 @@ def _stages(
     elif isinstance(node, Sort):
         stages.append(_SortStage(node, columns, budget))
     elif isinstance(node, Distinct):
-        if not stages and _sorted_by(source, node.keys):
+        if not stages and _sorted_by(source, node.keys, columns):
             stages.append(_SortedDistinctStage(node, columns))
         else:
             stages.append(_DistinctStage(node, columns, budget))

@@ -227,6 +227,11 @@ DISTINCT = [
     Q("SELECT DISTINCT country FROM customers WHERE country IS NOT NULL"),
     T("SELECT DISTINCT weight FROM orders ORDER BY weight LIMIT 10"),
     Q("SELECT DISTINCT customer_id FROM orders WHERE amount > 500"),
+    # Strings alike in their first max_sort_length (1024) bytes of weights: a shard's ORDER BY
+    # leaves them in any order, so equal ones from two shards need not meet in a merge sort.
+    Q("SELECT DISTINCT CONCAT(REPEAT('x', 20000), customer_id % 13) FROM orders"),
+    Q("SELECT DISTINCT CONCAT(REPEAT('x', 20000), customer_id % 13) AS s FROM orders ORDER BY s"),
+    Q("SELECT DISTINCT CONCAT(REPEAT('x', 600), customer_id % 13), qty FROM orders"),
 ]
 
 # Merged rows relayed as the shards' bytes cut to the client's columns: many columns (a NULL

@@ -435,6 +435,22 @@ def test_a_distinct_over_a_merge_sort_on_its_keys_streams() -> None:
     assert run(plan, columns, by_b) == [(1, 1), (2, 1), (1, 0)]
 
 
+def test_a_distinct_over_strings_a_shard_may_sort_in_part_keeps_the_set() -> None:
+    """A shard's ORDER BY compares weights only up to max_sort_length (64 bytes at least), so
+    strings with longer weights may come in any order among themselves and equal ones need not
+    meet: the DISTINCT keeps its set. Weights that fit (8 bytes) stream."""
+    units = [
+        [string_row("a", 0), string_row("b", 0), string_row("c", 0)],
+        [string_row("a", 0), string_row("b", 0), string_row("c", 0)],
+    ]
+    plan = Distinct(MergeSort((SortKey(STRING_KEY),)), (STRING_KEY,))
+    assert len(run(plan, string_columns(8), units, max_rows=2)) == 3
+    for unknown_or_long in (0, 65, 4096):
+        with pytest.raises(MergeTooLarge):
+            run(plan, string_columns(unknown_or_long), units, max_rows=2)
+    assert len(run(plan, string_columns(4096), units)) == 3
+
+
 def test_strings_without_weights_are_refused() -> None:
     with pytest.raises(NotSupported):
         Merger(MergeSort((SortKey(Key(0)),)), [ColumnInfo(VARCHAR, 45)], 2)
