@@ -567,7 +567,7 @@ class Bench:
         extra: tuple[str, ...] = (),
     ) -> list[str]:
         assert self.proxy is not None and self.direct is not None
-        if target in ("proxy", "relay"):
+        if target == "proxy":
             user, password = self.proxy.credentials
             conn = [
                 f"--mysql-port={self.proxy.port}",
@@ -933,12 +933,27 @@ class Bench:
         config = self.run_dir / "proxy-workers.yaml"
         config.write_text(proxy_config(port, self.shards, self.profile.tables, WORKERS))
         multi = Proxy(config, port, self.run_dir / "proxy-workers.log")
-        multi.start()
-        single, self.proxy = self.proxy, multi
+        label = f"proxy with {WORKERS} workers"
+        self._point_selects_through(multi, label, "workers_cases", {"workers": WORKERS})
+
+    def run_relay(self) -> None:
+        """Point selects at 8 threads again, direct and through the bare Python relay in front
+        of the direct server (bench/bare_relay.py): the best a Python proxy could do here."""
+        assert self.direct is not None
+        relay = BareRelay(self.direct.port, free_port(), self.run_dir / "bare-relay.log")
+        self._point_selects_through(relay, "bare relay", "relay_cases", {})
+
+    def _point_selects_through(
+        self, stand_in: Proxy, label: str, results_key: str, extra: dict[str, object]
+    ) -> None:
+        """Point selects at 8 threads in both modes, direct and through `stand_in` in the
+        proxy's place; its measures are kept where a case keeps the proxy's (report.py)."""
+        stand_in.start()
+        proxy, self.proxy = self.proxy, stand_in
         try:
             for mode in MODES:
                 self.wait_quiet()
-                log(f"point_select {mode} 8 threads, proxy with {WORKERS} workers")
+                log(f"point_select {mode} 8 threads, {label}")
                 pair = {}
                 for target in ("direct", "proxy"):
                     pair[target] = measured = self.measure(target, POINT, 8, mode)
@@ -947,41 +962,13 @@ class Bench:
                         f"  {target:<6} {sb.qps:9.0f} qps  p95 {sb.p95_ms:6.2f} ms  "
                         f"errors {sb.ignored_errors}  cpu {_cpu_text(measured)}"
                     )
-                case = {"workload": POINT.name, "threads": 8, "mode": mode, "workers": WORKERS}
+                case = {"workload": POINT.name, "threads": 8, "mode": mode, **extra}
                 case.update({target: asdict(m) for target, m in pair.items()})
-                self.results.setdefault("workers_cases", []).append(case)
-                self._save()
-        finally:
-            self.proxy = single
-            multi.stop()
-
-    def run_relay(self) -> None:
-        """Point selects at 8 threads again, direct and through the bare Python relay in front
-        of the direct server (bench/bare_relay.py): what no Python proxy here can pass."""
-        assert self.direct is not None
-        relay = BareRelay(self.direct.port, free_port(), self.run_dir / "bare-relay.log")
-        relay.start()
-        proxy, self.proxy = self.proxy, relay
-        try:
-            for mode in MODES:
-                self.wait_quiet()
-                log(f"point_select {mode} 8 threads, bare relay")
-                pair = {}
-                for target in ("direct", "relay"):
-                    pair[target] = measured = self.measure(target, POINT, 8, mode)
-                    sb = measured.sysbench
-                    log(
-                        f"  {target:<6} {sb.qps:9.0f} qps  p95 {sb.p95_ms:6.2f} ms  "
-                        f"errors {sb.ignored_errors}  cpu {_cpu_text(measured)}"
-                    )
-                # The relay's measures sit where a case keeps the proxy's (report.py reads both).
-                case = {"workload": POINT.name, "threads": 8, "mode": mode}
-                case.update(direct=asdict(pair["direct"]), proxy=asdict(pair["relay"]))
-                self.results.setdefault("relay_cases", []).append(case)
+                self.results.setdefault(results_key, []).append(case)
                 self._save()
         finally:
             self.proxy = proxy
-            relay.stop()
+            stand_in.stop()
 
     def others_cores(self, seconds: float = 2.0) -> float:
         """Cores the rest of the machine uses right now: its busy time minus our processes'
