@@ -146,11 +146,11 @@ COST_CENTRES: list[tuple[str, Callable[[Sample], bool], bool, str]] = [
 # that measured them (bench/hotpath.py). Update or drop with the next comparison; numbers of
 # the current run come from results.json.
 PREVIOUS_RUN = {
-    "commit": "814f705",
+    "commit": "4db4c2d",
     "cpu": "Intel(R) Xeon(R)",
-    "point_text_us": 62,
-    "point_direct_us": 40,
-    "write_text_8t": (11.2, 6.0, 2.30),  # statements, XA, redo-log writes per transaction
+    "point_text_us": 70,
+    "point_direct_us": 31,
+    "write_text_8t": (11.3, 6.0, 2.30),  # statements, XA, redo-log writes per transaction
 }
 AB = {
     "what": "oltp_read_only query (prepared, 8 threads)",
