@@ -581,7 +581,16 @@ def _targets(results: dict) -> list[str]:
                 else "n/a (quick run: fewer rows)",
             ]
         )
-    return ["## Targets (issue 6)", "", *_table(["target", "measured", ""], rows)]
+    return [
+        "## Targets (issue 6)",
+        "",
+        *_table(["target", "measured", ""], rows),
+        "",
+        "The point-select targets are judged out of reach for a CPython proxy on this host, "
+        "and issue 6 blocked on that ground: the evidence, what was tried and what would "
+        "change it are in [docs/decisions.md](docs/decisions.md#issue-6s-point-select-"
+        "targets-on-this-host-out-of-reach-for-this-stack-the-decision).",
+    ]
 
 
 def _workers(results: dict) -> list[str]:
