@@ -6,6 +6,8 @@ should ever hold, and statement time limits.
   back in a row of more than 16 MB, in the text and binary protocols.
 - A 200k-row scatter read (about 100 MB) streams: read with PyMySQL's unbuffered SSCursor while
   the proxy's resident memory is sampled from /proc; it must stay far below the result's size.
+- A shard killed while its rows stream ends the result with error 2013, never as a short
+  result that looks complete; the proxy serves on and uses the shard again once it is back.
 - MySQL's `max_execution_time` (session variable, milliseconds, SELECTs only) and its
   `/*+ MAX_EXECUTION_TIME(ms) */` hint are honoured on MariaDB backends as MariaDB's
   per-statement `max_statement_time`; MariaDB's own `max_statement_time` works as it is.
@@ -439,3 +441,43 @@ def test_max_execution_time_with_prepared_statements(big_proxy: ProxyProcess, ma
         cursor.close()
     finally:
         conn.close()
+
+
+# --- a shard dying mid-result ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT k, pad FROM many", "SELECT k, pad FROM many ORDER BY k"], ids=["concat", "sort"]
+)
+def test_a_shard_killed_mid_result_ends_it_with_an_error(
+    big_proxy: ProxyProcess, mariadb_cluster: Cluster, many: None, sql: str
+) -> None:
+    """Rows already sent can't be taken back: the result must end in an error, never as a
+    complete-looking short result. The proxy goes on serving, and uses the shard again once
+    it is back (its pooled connections to the dead server are replaced, not handed out)."""
+    victim = mariadb_cluster.instances[1]
+    conn = connect(big_proxy, cursorclass=pymysql.cursors.SSCursor)
+    other = connect(big_proxy)
+    rows = 0
+    try:
+        with pytest.raises(pymysql.err.MySQLError) as failure, conn.cursor() as cursor:
+            cursor.execute(sql)
+            for _ in cursor.fetchall_unbuffered():
+                rows += 1
+                if rows == 1000:
+                    victim.kill()
+        assert rows < MANY_ROWS
+        assert failure.value.args[0] == 2013, failure.value.args
+        assert "Lost connection to backend 'ds1'" in failure.value.args[1]
+        with other.cursor() as cursor:  # many_0 and many_1: the living server only
+            cursor.execute("SELECT COUNT(*) FROM many WHERE k IN (0, 1, 4)")
+            assert cursor.fetchall() == ((3,),)
+        victim.start()
+        with other.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*), SUM(k) FROM many")
+            assert cursor.fetchall() == ((MANY_ROWS, MANY_ROWS * (MANY_ROWS - 1) // 2),)
+    finally:
+        conn.close()
+        other.close()
+        if not victim.is_running():
+            victim.start()
