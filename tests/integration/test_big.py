@@ -481,3 +481,24 @@ def test_a_shard_killed_mid_result_ends_it_with_an_error(
         other.close()
         if not victim.is_running():
             victim.start()
+
+
+def test_a_shard_killed_while_a_statement_runs_there_answers_2013_at_once(
+    big_proxy: ProxyProcess, mariadb_cluster: Cluster, many: None
+) -> None:
+    """The statement waits on the dying server (SLEEP): its client gets 2013 when the server
+    dies, not when the statement would have ended, and a new statement works once it is back."""
+    victim = mariadb_cluster.instances[1]
+    conn = connect(big_proxy)
+    killer = threading.Timer(0.5, victim.kill)
+    try:
+        killer.start()
+        elapsed, result = run_timed(conn, "SELECT k, SLEEP(5) FROM many WHERE k = 2")
+        assert result == 2013 and elapsed < 4, (elapsed, result)
+        victim.start()
+        assert run_timed(conn, "SELECT k FROM many WHERE k = 2")[1] == ((2,),)
+    finally:
+        killer.join()
+        conn.close()
+        if not victim.is_running():
+            victim.start()
