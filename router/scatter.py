@@ -429,8 +429,11 @@ class _SelectPlanner:
         return Key(column, weight, self.add_hidden(("COLLATION(", *text, ")")))
 
     def copy_order_expr(self, node: exp.Expression, span: tuple[int, int]) -> tuple[Part, ...]:
-        """An ORDER BY expression as select-list text: select aliases it names (which ORDER BY
-        resolves first) become the aliased expressions."""
+        """An ORDER BY expression as select-list text, where no alias is visible. Inside an
+        expression MariaDB looks a name up among the FROM tables' columns before the select
+        aliases (a bare `ORDER BY name` the other way round), as `(SELECT name)` in the select
+        list does; a name aliasing a window function or aggregate (which that subquery can't
+        see) becomes the aliased expression."""
         extra: list[Edit] = []
         for column in node.find_all(exp.Column):
             if column.table or not isinstance(column.this, exp.Identifier):
@@ -441,7 +444,10 @@ class _SelectPlanner:
             if item is None or item.span is None or start is None:
                 continue
             end = column.this.meta["end"] + 1
-            extra.append((start, end, ("(", *self.copy(item.span), ")")))
+            if windows_in(item.node) or aggregates_in(item.node):
+                extra.append((start, end, ("(", *self.copy(item.span), ")")))
+            else:
+                extra.append((start, end, ("(SELECT ", self.text[start:end], ")")))
         if not extra:
             return self.copy(span)
         inside = [(a, b) for a, b, _ in extra]

@@ -83,6 +83,9 @@ ORDER = [
     T("SELECT id, qty FROM orders ORDER BY qty IS NULL, qty DESC, id"),
     T("SELECT sku, title FROM products ORDER BY title, sku"),
     T("SELECT id, balance b, name n FROM customers ORDER BY b + 1, CONCAT(n, 'x'), id LIMIT 9"),
+    # Inside an ORDER BY expression a name is a table's column before a select alias.
+    T("SELECT id, name AS city FROM customers ORDER BY CONCAT(city, ''), id"),
+    T("SELECT id, age DIV 10 AS age FROM customers ORDER BY -age, id LIMIT 50"),
 ]
 
 LIMIT = [

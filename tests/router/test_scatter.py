@@ -111,6 +111,18 @@ def test_group_by_a_name_that_is_also_an_alias_asks_the_shards(router: Router) -
     assert "Aggregate(group #2 ws #3 coll #4;" in str(result.merge)
 
 
+def test_an_order_by_expression_reads_a_name_as_the_shards_would(router: Router) -> None:
+    """`ORDER BY CONCAT(city, '')` sorts by the column `city`, not by the alias `city`: the
+    shards resolve `(SELECT city)` as MariaDB does; a window alias keeps its expression."""
+    result = plan(router, "SELECT id, name AS city FROM users ORDER BY CONCAT(city, ''), id")
+    assert "CONCAT((SELECT city), '')" in first_sql(result)
+    window = plan(
+        router,
+        "SELECT id, ROW_NUMBER() OVER (PARTITION BY id) rn FROM users ORDER BY rn + 0, id",
+    )
+    assert "(ROW_NUMBER() OVER (PARTITION BY id)) + 0" in first_sql(window)
+
+
 def test_one_shard_runs_the_statement_whole(router: Router) -> None:
     sql = "SELECT name, AVG(id) FROM users WHERE id = 7 GROUP BY name ORDER BY 2 LIMIT 1, 2"
     result = plan(router, sql)
