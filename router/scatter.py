@@ -1179,7 +1179,12 @@ class _SelectPlanner:
             column = self.hidden_copy(span)
             self.rules[column] = Computed(self._agg_expr(node))
             return Key(column)
-        return self.key_of(self.hidden_copy(span), node, span)
+        names = {c.name.lower() for c in node.find_all(exp.Column) if not c.table}
+        if any(i.alias in names and aggregates_in(i.node) for i in self.items):
+            # A name that is a table's column, or else an error (as in MariaDB: 1247).
+            return self.key_of(self.hidden_copy(span), node, span)
+        text = self.copy_order_expr(node, span)
+        return self.key_of(self.add_hidden(text), node, span, text)
 
     def _extend_group_by(self, group_nodes: list[exp.Expression]) -> None:
         """COUNT(DISTINCT x): each unit groups by x as well, so the proxy sees every x."""

@@ -226,6 +226,7 @@ GROUPS = [
         "GROUP BY customer_id"
     ),
     T("SELECT YEAR(born) AS y, COUNT(*) FROM customers GROUP BY y HAVING COUNT(*) > 2 OR y > 2000"),
+    T("SELECT age DIV 10 AS d, COUNT(*) FROM customers GROUP BY d ORDER BY d + 0 DESC"),
     T("SELECT city, COUNT(*) FROM customers WHERE 1 = 0 GROUP BY city"),
     T("SELECT customer_id, COUNT(*), SUM(amount) FROM orders GROUP BY customer_id"),
     T(

@@ -123,6 +123,14 @@ def test_an_order_by_expression_reads_a_name_as_the_shards_would(router: Router)
     assert "(ROW_NUMBER() OVER (PARTITION BY id)) + 0" in first_sql(window)
 
 
+def test_grouped_order_by_an_expression_over_an_alias(router: Router) -> None:
+    """A hidden sort key can't name a select alias (`d + 0` failed with 1054 on the shards)."""
+    result = plan(
+        router, "SELECT age DIV 10 AS d, COUNT(*) FROM users GROUP BY d ORDER BY d + 0 DESC"
+    )
+    assert "(SELECT d) + 0" in first_sql(result)
+
+
 def test_one_shard_runs_the_statement_whole(router: Router) -> None:
     sql = "SELECT name, AVG(id) FROM users WHERE id = 7 GROUP BY name ORDER BY 2 LIMIT 1, 2"
     result = plan(router, sql)
