@@ -71,11 +71,17 @@ class NameMap:
             n = n or 0
             fields.append(payload[end : end + n])
             pos = end + n
-        schema, table, org_table = fields[1], fields[2], fields[3]
+        schema, table, org_table, name = fields[1], fields[2], fields[3], fields[4]
         new_schema = self._db(schema)
         new_table = self._table(table)
         new_org = self._table(org_table)
-        if new_schema is schema and new_table is table and new_org is org_table:
+        new_name = self._label(name) if not fields[5] else name
+        if (
+            new_schema is schema
+            and new_table is table
+            and new_org is org_table
+            and new_name is name
+        ):
             return payload
         return b"".join(
             (
@@ -83,11 +89,23 @@ class NameMap:
                 p.lenenc_str(new_schema),
                 p.lenenc_str(new_table),
                 p.lenenc_str(new_org),
-                p.lenenc_str(fields[4]),
+                p.lenenc_str(new_name),
                 p.lenenc_str(fields[5]),
                 payload[pos:],
             )
         )
+
+    def _label(self, name: bytes) -> bytes:
+        """An expression's column label (no original column name): MariaDB labels an unaliased
+        expression with its text, which names the physical tables the rewrite put there
+        (`customers_1.id + 1`, `(SELECT COUNT(*) FROM orders_0 o ...)`). A label that is
+        exactly a physical name is the client's own alias, and stays."""
+        text = name.decode("utf-8", "replace")
+        tables = self.tables
+        if not tables or text.lower() in tables:
+            return name
+        renamed = _WORD.sub(lambda match: tables.get(match.group(0).lower(), match.group(0)), text)
+        return name if renamed == text else renamed.encode("utf-8")
 
     def _db(self, name: bytes) -> bytes:
         if not name:

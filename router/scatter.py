@@ -126,6 +126,7 @@ _BINARY_OPS: dict[type[exp.Expression], str] = {
     exp.Xor: "XOR",
 }
 DIV_INCREMENT = "@@div_precision_increment"
+MAX_LIMIT = (1 << 64) - 1  # the largest LIMIT value MariaDB accepts
 GROUP_CONCAT_MAX_LEN = "@@group_concat_max_len"
 
 
@@ -143,7 +144,12 @@ class LimitSum:
     def render(self, texts: tuple[str, ...]) -> str:
         slots = [slot for slot in (self.offset, self.count) if slot is not None]
         check_limit_literals([texts[slot] for slot in sorted(slots)])
-        return str(sum(int(texts[slot]) for slot in slots))
+        values = [int(texts[slot]) for slot in slots]
+        if max(values) > MAX_LIMIT:
+            return str(sum(values))  # MariaDB refuses it, as it would the client's
+        # `LIMIT 5, 18446744073709551615` (every row from the 6th on): no shard has more rows
+        # than LIMIT's largest value, which MariaDB accepts where the sum would not be.
+        return str(min(sum(values), MAX_LIMIT))
 
 
 def limit_error(text: str) -> ParseError:
@@ -377,6 +383,7 @@ class _SelectPlanner:
         self.hidden_index: dict[tuple, int] = {}
         self.edits: list[Edit] = []
         self.removed: list[tuple[int, int]] = []  # spans whose base edits are replaced
+        self.group_names: dict[str, int] = {}  # GROUP BY names read as `(SELECT name)`
         select_index = self._select_token()
         self.clauses = find_clauses(tokens, select_index)
         self.items = self._items()
@@ -422,8 +429,11 @@ class _SelectPlanner:
         return Key(column, weight, self.add_hidden(("COLLATION(", *text, ")")))
 
     def copy_order_expr(self, node: exp.Expression, span: tuple[int, int]) -> tuple[Part, ...]:
-        """An ORDER BY expression as select-list text: select aliases it names (which ORDER BY
-        resolves first) become the aliased expressions."""
+        """An ORDER BY expression as select-list text, where no alias is visible. Inside an
+        expression MariaDB looks a name up among the FROM tables' columns before the select
+        aliases (a bare `ORDER BY name` the other way round), as `(SELECT name)` in the select
+        list does; a name aliasing a window function or aggregate (which that subquery can't
+        see) becomes the aliased expression."""
         extra: list[Edit] = []
         for column in node.find_all(exp.Column):
             if column.table or not isinstance(column.this, exp.Identifier):
@@ -434,7 +444,10 @@ class _SelectPlanner:
             if item is None or item.span is None or start is None:
                 continue
             end = column.this.meta["end"] + 1
-            extra.append((start, end, ("(", *self.copy(item.span), ")")))
+            if windows_in(item.node) or aggregates_in(item.node):
+                extra.append((start, end, ("(", *self.copy(item.span), ")")))
+            else:
+                extra.append((start, end, ("(SELECT ", self.text[start:end], ")")))
         if not extra:
             return self.copy(span)
         inside = [(a, b) for a, b, _ in extra]
@@ -735,7 +748,8 @@ class _SelectPlanner:
             # MariaDB sorts grouped rows by the GROUP BY keys when there is no ORDER BY.
             spans = self.clause_items("group", len(group_nodes))
             for node, span in zip(group_nodes, spans, strict=True):
-                keys.append(SortKey(self._row_key(node, span)))
+                named = self._group_name_key(node, span)
+                keys.append(SortKey(named if named is not None else self._row_key(node, span)))
         merge: Merge = MergeSort(tuple(keys)) if keys else Concat()
         ordered_distinct = False
         if select.args.get("distinct") is not None and not self._distinct_is_local():
@@ -799,6 +813,28 @@ class _SelectPlanner:
                 return self.tokens.list[self.clauses.starts[name]].start
         return self._statement_end()
 
+    def _group_name_key(self, node: exp.Expression, span: tuple[int, int]) -> Key | None:
+        """The key of a GROUP BY name that is also the alias of another select item, else None.
+
+        GROUP BY looks a name up among the columns of the FROM tables before the select
+        aliases (ORDER BY the other way round), so `SELECT age DIV 10 AS age ... GROUP BY age`
+        groups by the column. Only the shards know which columns exist: each returns the key
+        as `(SELECT age)`, which MariaDB resolves in the same order."""
+        if (
+            not isinstance(node, exp.Column)
+            or node.table
+            or not isinstance(node.this, exp.Identifier)
+        ):
+            return None
+        name = node.name.lower()
+        item = next((i for i in self.items if i.alias == name), None)
+        if item is None or (isinstance(item.node, exp.Column) and item.node.name.lower() == name):
+            return None
+        text = ("(SELECT ", *self.copy(span), ")")
+        key = self.key_of(self.add_hidden(text), node, span, text)
+        self.group_names[name] = key.column
+        return key
+
     def _row_key(self, node: exp.Expression, span: tuple[int, int]) -> Key:
         item = self.item_named(node)
         if item is not None:
@@ -823,6 +859,10 @@ class _SelectPlanner:
         group_keys: list[Key] = []
         group_spans = self.clause_items("group", len(group_nodes)) if group_nodes else []
         for node, span in zip(group_nodes, group_spans, strict=True):
+            named = self._group_name_key(node, span)
+            if named is not None:
+                group_keys.append(named)
+                continue
             item = self.item_named(node)
             if item is not None and not aggregates_in(item.node):
                 assert item.column is not None
@@ -902,8 +942,8 @@ class _SelectPlanner:
                 return Count()
             assert isinstance(inner, exp.Distinct)
             keys = []
-            for arg in inner.expressions:
-                arg_span = self._arg_span(arg)
+            spans = self._distinct_arg_spans(node, len(inner.expressions))
+            for arg, arg_span in zip(inner.expressions, spans, strict=True):
                 keys.append(self.key_of(self.hidden_copy(arg_span), arg, arg_span))
                 self.distinct_args.append(arg_span)
             return CountDistinct(tuple(keys))
@@ -943,10 +983,19 @@ class _SelectPlanner:
             raise _Refused("this GROUP_CONCAT separator across several shards")
         return value
 
-    def _arg_span(self, node: exp.Expression) -> tuple[int, int]:
-        """The text of an aggregate's argument (a column or simple expression)."""
-        first, last = self._token_range(node)
-        return self.tokens.span(first, last)
+    def _distinct_arg_spans(self, node: exp.Expression, count: int) -> list[tuple[int, int]]:
+        """The texts of the arguments of `COUNT(DISTINCT a, b)`, read from its tokens: sqlglot
+        keeps no position for many expressions (CAST, CASE, BINARY x, TRIM), so a span built
+        from the parts it does locate would cover `city` of `CAST(city AS BINARY)`."""
+        open_paren = self.tokens.index(node) + 1
+        close = self.tokens.closing(open_paren)
+        first = open_paren + 1
+        if first >= close or self.tokens.list[first].text.upper() != "DISTINCT":
+            raise _Refused("this COUNT(DISTINCT ...) form across several shards")
+        pieces = split(self.tokens, first + 1, close, self.tokens.depth[open_paren] + 1)
+        if len(pieces) != count:
+            raise _Refused("this COUNT(DISTINCT ...) form across several shards")
+        return [self.tokens.span(a, b) for a, b in pieces]
 
     def _token_range(self, node: exp.Expression) -> tuple[int, int]:
         """First and last token of an expression, found from its token-backed parts."""
@@ -1026,6 +1075,9 @@ class _SelectPlanner:
         if isinstance(node, exp.Abs):
             return Op("ABS", (self._agg_expr(node.this),))
         if isinstance(node, exp.Column) and isinstance(node.this, exp.Identifier):
+            grouped = None if node.table else self.group_names.get(node.name.lower())
+            if grouped is not None:
+                return Col(grouped)  # HAVING takes a GROUP BY name before a select alias
             item = self.item_named(node) if not node.table else None
             if item is not None and item.node is not node:
                 if item.column is None:
@@ -1127,7 +1179,12 @@ class _SelectPlanner:
             column = self.hidden_copy(span)
             self.rules[column] = Computed(self._agg_expr(node))
             return Key(column)
-        return self.key_of(self.hidden_copy(span), node, span)
+        names = {c.name.lower() for c in node.find_all(exp.Column) if not c.table}
+        if any(i.alias in names and aggregates_in(i.node) for i in self.items):
+            # A name that is a table's column, or else an error (as in MariaDB: 1247).
+            return self.key_of(self.hidden_copy(span), node, span)
+        text = self.copy_order_expr(node, span)
+        return self.key_of(self.add_hidden(text), node, span, text)
 
     def _extend_group_by(self, group_nodes: list[exp.Expression]) -> None:
         """COUNT(DISTINCT x): each unit groups by x as well, so the proxy sees every x."""

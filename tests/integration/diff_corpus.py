@@ -83,6 +83,9 @@ ORDER = [
     T("SELECT id, qty FROM orders ORDER BY qty IS NULL, qty DESC, id"),
     T("SELECT sku, title FROM products ORDER BY title, sku"),
     T("SELECT id, balance b, name n FROM customers ORDER BY b + 1, CONCAT(n, 'x'), id LIMIT 9"),
+    # Inside an ORDER BY expression a name is a table's column before a select alias.
+    T("SELECT id, name AS city FROM customers ORDER BY CONCAT(city, ''), id"),
+    T("SELECT id, age DIV 10 AS age FROM customers ORDER BY -age, id LIMIT 50"),
 ]
 
 LIMIT = [
@@ -106,6 +109,13 @@ LIMIT = [
     T("SELECT id FROM customers ORDER BY name, id LIMIT 1"),
     T("SELECT id, born FROM customers ORDER BY born, id LIMIT 25"),
     T("SELECT c.id, c.name FROM customers AS c ORDER BY c.name, c.id LIMIT 6, 6"),
+    # MySQL's "every row from an offset on": offset + count passes 2^64 - 1, LIMIT's largest.
+    T("SELECT id, name FROM customers ORDER BY name, id LIMIT 5, 18446744073709551615"),
+    T("SELECT id FROM customers ORDER BY id LIMIT 18446744073709551615 OFFSET 230"),
+    T(
+        "SELECT id FROM customers UNION ALL SELECT id FROM orders ORDER BY 1 "
+        "LIMIT 1130, 18446744073709551615"
+    ),
 ]
 
 AGGREGATES = [
@@ -192,6 +202,31 @@ GROUPS = [
     Q("SELECT COUNT(DISTINCT city), COUNT(DISTINCT name), COUNT(*) FROM customers"),
     Q("SELECT COUNT(DISTINCT status, note) FROM orders"),
     Q("SELECT COUNT(DISTINCT customer_id) FROM orders"),
+    # COUNT(DISTINCT f(x)) counts values of f(x), not of x: 9 binary cities, 5 by collation.
+    T("SELECT tier, COUNT(DISTINCT CAST(city AS BINARY)) FROM customers GROUP BY tier"),
+    Q(
+        "SELECT COUNT(DISTINCT BINARY name), COUNT(DISTINCT TRIM(name)), "
+        "COUNT(DISTINCT SUBSTRING(name FROM 2)), COUNT(DISTINCT EXTRACT(YEAR FROM born)) "
+        "FROM customers"
+    ),
+    Q(
+        "SELECT COUNT(DISTINCT CASE WHEN age > 50 THEN 1 END), "
+        "COUNT(DISTINCT IF(age > 50, city, name)), COUNT(DISTINCT CAST(score AS DECIMAL(10,0))), "
+        "COUNT(DISTINCT CAST(city AS BINARY), tier) FROM customers"
+    ),
+    # GROUP BY and HAVING name a table's column before a select alias (ORDER BY the alias).
+    T("SELECT age DIV 10 AS age, COUNT(*) FROM customers GROUP BY age"),
+    T("SELECT customer_id DIV 100 AS id, COUNT(*) FROM orders GROUP BY id"),
+    T(
+        "SELECT age DIV 10 AS age, COUNT(*) FROM customers GROUP BY age "
+        "HAVING COUNT(*) > 3 OR age > 80"
+    ),
+    T(
+        "SELECT MIN(id) AS m, customer_id DIV 7 AS customer_id, COUNT(*) FROM orders "
+        "GROUP BY customer_id"
+    ),
+    T("SELECT YEAR(born) AS y, COUNT(*) FROM customers GROUP BY y HAVING COUNT(*) > 2 OR y > 2000"),
+    T("SELECT age DIV 10 AS d, COUNT(*) FROM customers GROUP BY d ORDER BY d + 0 DESC"),
     T("SELECT city, COUNT(*) FROM customers WHERE 1 = 0 GROUP BY city"),
     T("SELECT customer_id, COUNT(*), SUM(amount) FROM orders GROUP BY customer_id"),
     T(

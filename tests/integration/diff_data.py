@@ -34,6 +34,7 @@ databases:
       orders: {shard_key: customer_id, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
       products: {shard_key: sku, algorithm: hash_mod, backends: [ds0, ds1], tables_per_backend: 2}
       countries: {broadcast: true}
+      flags: {shard_key: id, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
     binding: [[customers, orders]]
 limits: {max_merge_rows: 5000}
 """

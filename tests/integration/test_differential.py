@@ -268,3 +268,26 @@ def test_session_variables_shape_merged_values(setup: Setup) -> None:
     finally:
         client.close()
         reference.close()
+
+
+def test_bit_aggregates_are_exact_or_refused(setup: Setup) -> None:
+    """MariaDB sends MAX() of a BIT column as its bytes or as its decimal text, by plan
+    (b'\\xff' or b'255'): `MAX(b) + 0` was merged as 3290421 (the bytes of '255')."""
+    rows = [(i, [9, 64, 255, 0, None][i % 5], i % 3) for i in range(1, 41)]
+    for conn in (setup.reference, setup.client):
+        with conn.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS flags")
+            cursor.execute("CREATE TABLE flags (id INT PRIMARY KEY, b BIT(8), k INT)")
+            cursor.executemany("INSERT INTO flags VALUES (%s, %s, %s)", rows)
+    for sql in (
+        "SELECT MAX(b) + 0, MIN(b) + 0 FROM flags",
+        "SELECT COUNT(*) FROM flags HAVING MAX(b) > 1000",
+        "SELECT k, MAX(b), MIN(b) FROM flags GROUP BY k",
+    ):
+        expected = _run(setup.reference, sql)
+        try:
+            got = _run(setup.client, sql)
+        except pymysql.MySQLError as error:
+            assert error.args[0] == 1235, (sql, error)
+            continue
+        assert got == expected, sql

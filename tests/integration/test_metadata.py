@@ -171,6 +171,27 @@ def test_show_tables_as_reference(shop, shop_proxy, reference):
         ref.close()
 
 
+def test_expression_labels_name_logical_tables(shop, shop_proxy, reference):
+    """MariaDB labels an unaliased expression with its text, which after the rewrite named
+    the physical tables: `users.id + 1` read `users_3.id + 1`, on one shard and merged."""
+    conn, ref = shop_proxy.connect(), reference.connect()
+    try:
+        for sql in (
+            "SELECT users.id + 1, (SELECT COUNT(*) FROM orders o WHERE o.user_id = users.id), "
+            "1 AS users_3 FROM users WHERE id = 7",
+            "SELECT `users`.`id` * 2, CONCAT(users.name, '') FROM users ORDER BY users.id",
+            "SELECT country_code, SUM((SELECT COUNT(*) FROM orders o WHERE o.user_id = u.id)) "
+            "FROM users u GROUP BY country_code",
+        ):
+            names, rows = query(conn, sql)
+            ref_names, ref_rows = query(ref, sql)
+            assert names == ref_names, sql
+            same(rows, ref_rows)
+    finally:
+        conn.close()
+        ref.close()
+
+
 def test_show_create_table_columns_index_as_reference(shop, shop_proxy, reference):
     conn, ref = shop_proxy.connect(), reference.connect()
     try:

@@ -366,6 +366,19 @@ def test_scalar_aggregate_over_no_rows_gives_one_row() -> None:
     assert run(grouped, columns, [[], []]) == []
 
 
+def test_min_max_of_bit_values_is_refused() -> None:
+    """MariaDB sends MAX(bit) as the value's bytes or as its decimal text depending on the plan
+    (b'\\xff' grouping through a temporary table, b'255' without GROUP BY or in index order):
+    neither comparing nor computing with them can be trusted across shards."""
+    bit = 16
+    for grouped in (False, True):
+        plan = Aggregate(
+            Concat(), (Key(1),) if grouped else (), ((0, MinMax(Key(0), True)),), not grouped
+        )
+        with pytest.raises(NotSupported, match="BIT"):
+            run(plan, [ColumnInfo(bit), ColumnInfo(LONG)], [[(b"255", 1)], [(b"\xff", 1)]])
+
+
 def test_having_filters_merged_groups() -> None:
     columns = [ColumnInfo(LONG), ColumnInfo(8)]
     plan = Filter(Aggregate(Concat(), (Key(0),), ((1, Count()),)), Op(">", (Col(1), Lit(2))))

@@ -77,6 +77,60 @@ def test_prepared_limit_parameters_are_computed(router: Router) -> None:
     assert isinstance(limit, Limit) and (limit.offset, limit.count) == (3, 4)
 
 
+def test_a_limit_to_the_last_row_stays_within_limits_range(router: Router) -> None:
+    """`LIMIT 5, 18446744073709551615` reads every row from the 6th on: each shard reads up to
+    LIMIT's largest value (offset + count would pass it, and MariaDB refuses that)."""
+    result = plan(router, "SELECT id FROM users ORDER BY id LIMIT 5, 18446744073709551615")
+    assert first_sql(result).endswith("LIMIT 18446744073709551615 ")
+    limit = result.merge
+    assert isinstance(limit, Limit) and (limit.offset, limit.count) == (5, (1 << 64) - 1)
+    prepared = router.plan(
+        "SELECT id FROM users ORDER BY id LIMIT ?, ?", "shop", [7, (1 << 64) - 1], True
+    )
+    assert isinstance(prepared, QueryPlan)
+    assert first_sql(prepared).endswith("LIMIT 18446744073709551615 ")
+
+
+def test_count_distinct_of_an_expression_groups_by_the_whole_expression(router: Router) -> None:
+    """sqlglot locates `name` but not the CAST around it: the argument is read from tokens."""
+    result = plan(router, "SELECT COUNT(DISTINCT CAST(name AS BINARY), TRIM(name)) FROM users")
+    assert first_sql(result).endswith("FROM users_0 GROUP BY CAST(name AS BINARY), TRIM(name) ")
+
+
+def test_group_by_a_name_that_is_also_an_alias_asks_the_shards(router: Router) -> None:
+    """GROUP BY takes a table's column before a select alias of the same name; only the
+    shards know the columns, and `(SELECT age)` resolves as GROUP BY does."""
+    result = plan(
+        router,
+        "SELECT age DIV 10 AS age, COUNT(*) FROM users GROUP BY age HAVING COUNT(*) > 1 OR age > 8",
+    )
+    assert first_sql(result).startswith(
+        "SELECT age DIV 10 AS age, COUNT(*) , (SELECT age), WEIGHT_STRING((SELECT age)), "
+    )
+    assert "Filter(((#5 > 1) OR (#2 > 8)))" in str(result.merge)
+    assert "Aggregate(group #2 ws #3 coll #4;" in str(result.merge)
+
+
+def test_an_order_by_expression_reads_a_name_as_the_shards_would(router: Router) -> None:
+    """`ORDER BY CONCAT(city, '')` sorts by the column `city`, not by the alias `city`: the
+    shards resolve `(SELECT city)` as MariaDB does; a window alias keeps its expression."""
+    result = plan(router, "SELECT id, name AS city FROM users ORDER BY CONCAT(city, ''), id")
+    assert "CONCAT((SELECT city), '')" in first_sql(result)
+    window = plan(
+        router,
+        "SELECT id, ROW_NUMBER() OVER (PARTITION BY id) rn FROM users ORDER BY rn + 0, id",
+    )
+    assert "(ROW_NUMBER() OVER (PARTITION BY id)) + 0" in first_sql(window)
+
+
+def test_grouped_order_by_an_expression_over_an_alias(router: Router) -> None:
+    """A hidden sort key can't name a select alias (`d + 0` failed with 1054 on the shards)."""
+    result = plan(
+        router, "SELECT age DIV 10 AS d, COUNT(*) FROM users GROUP BY d ORDER BY d + 0 DESC"
+    )
+    assert "(SELECT d) + 0" in first_sql(result)
+
+
 def test_one_shard_runs_the_statement_whole(router: Router) -> None:
     sql = "SELECT name, AVG(id) FROM users WHERE id = 7 GROUP BY name ORDER BY 2 LIMIT 1, 2"
     result = plan(router, sql)
