@@ -57,6 +57,7 @@ from proxy.prepared import (
     prepare_ok,
     unmark,
 )
+from proxy.variables import read_back
 from proxy.xa import XaError, XaStartFailed, xid_sql
 from router import session_values
 from router.errors import (
@@ -102,7 +103,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shardproxy.session")
 
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
 # Reads that must see the primary: locking reads, and the hint that forces it.
 _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
@@ -584,10 +584,7 @@ class Session:
                 if a.name == "session transaction":
                     await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")
             if readback:
-                exprs = ", ".join(n if n.startswith("@") else f"@@session.{n}" for n in readback)
-                (row,) = await conn.query(f"SELECT {exprs}")
-                for name, value in zip(readback, row, strict=True):
-                    state[name] = _literal(value)
+                state.update(await read_back(conn, readback))
             conn.state = tuple(state.items())
             clean = True
         finally:
@@ -1042,10 +1039,8 @@ class Session:
         """A statement assigned user variables (`SELECT @x := ...`): keep their new values in
         the session, so they follow it to other connections and never stay behind on this one."""
         names = list(dict.fromkeys(m.group(1) for m in _ASSIGNS.finditer(sql)))
-        (row,) = await conn.query("SELECT " + ", ".join(names))
         state = dict(self.state)
-        for name, value in zip(names, row, strict=True):
-            state[name] = _literal(value)
+        state.update(await read_back(conn, names))
         self.state = tuple(state.items())
         conn.state = self.state
 
@@ -1152,14 +1147,6 @@ def _milliseconds(value_sql: str) -> int:
     if not value.isdigit():
         raise ProxyError("Incorrect argument type to variable 'max_execution_time'", 1232, "42000")
     return int(value)
-
-
-def _literal(value: str | None) -> str:
-    if value is None:
-        return "NULL"
-    if _NUMBER.fullmatch(value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _like(names: list[str], pattern: str | None) -> list[str]:

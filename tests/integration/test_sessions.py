@@ -197,6 +197,30 @@ def test_variables_assigned_inside_a_select_stay_with_their_client(
     b.close()
 
 
+USER_VARIABLES_SQL = (
+    "SELECT HEX(@bin), @text, HEX(@text), COLLATION(@text), @f, @d, @big, @n, @s, COLLATION(@s)"
+)
+
+
+def test_user_variables_keep_bytes_type_and_collation_on_another_connection(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    """The session's user variables are replayed wherever it runs next: a binary value, a
+    latin1 string and a DOUBLE must come back as they were, not as text read in UTF-8."""
+    a = pool1_proxy.connect(charset="latin1")
+    b = pool1_proxy.connect()
+    execute(a, "SET @bin = 0xFF00, @text = 'é', @f = 1e300, @d = 1.50, @big = 18446744073709551615")
+    execute(a, "SET @n = NULL")
+    assert one(a, "SELECT @s := _utf8mb4 X'C3BC' COLLATE utf8mb4_bin") == ("ü",)
+    before = one(a, USER_VARIABLES_SQL)
+    assert before[:4] == ("FF00", "é", "E9", "latin1_swedish_ci")
+    assert isinstance(before[4], float)
+    one(b, "SELECT 1")  # b's turn on the one connection: a's variables go, and come back
+    assert one(a, USER_VARIABLES_SQL) == before
+    a.close()
+    b.close()
+
+
 def test_set_names_latin1_and_utf8mb4_clients_round_trip_non_ascii(
     pool1_proxy: ProxyProcess, mariadb_cluster: Cluster
 ) -> None:
