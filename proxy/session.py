@@ -299,14 +299,18 @@ class Session:
             await self.run_query(plan, more, send)
         elif isinstance(plan, UsePlan):
             self.use(plan.database)
+            self.row_count = 0
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, SetPlan):
             await self.apply_set(plan.assignments)
+            self.row_count = 0
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, TransactionPlan):
-            await self.transaction(plan.action)
+            await self.transaction(plan)
+            self.row_count = 0
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, ShowPlan):
+            self.row_count = -1
             self.show(plan, more, binary)
         elif isinstance(plan, ADMIN_PLANS):
             await self.admin(plan, more, binary)
@@ -547,6 +551,13 @@ class Session:
                 await self.set_autocommit(a.value_sql, state)
             elif a.name == "transaction":
                 # SET TRANSACTION without SESSION: only the next transaction's branches get it.
+                if self.in_txn:
+                    raise ProxyError(
+                        "Transaction characteristics can't be changed while a transaction is "
+                        "in progress",
+                        1568,
+                        "25001",
+                    )
                 self.next_transaction = a.value_sql
             elif a.name == "max_execution_time":
                 self.max_execution_time = _milliseconds(a.value_sql)
@@ -596,7 +607,7 @@ class Session:
         connections carry the same value so that @@autocommit reads back right."""
         value = value_sql.strip().lower()
         if value in _TRUE:
-            if self.in_txn:
+            if self.in_txn and not self.autocommit:  # from 0 to 1 only: a commit, as in MySQL
                 await self.end_transaction(commit=True)
             self.autocommit = True
             state.pop("autocommit", None)
@@ -610,12 +621,22 @@ class Session:
 
     # --- transactions -----------------------------------------------------------------------
 
-    async def transaction(self, action: TxnAction) -> None:
-        if action is TxnAction.BEGIN:
+    async def transaction(self, plan: TransactionPlan) -> None:
+        """BEGIN / START TRANSACTION [READ ONLY | READ WRITE], COMMIT / ROLLBACK [AND CHAIN].
+
+        A transaction's own access mode, like SET TRANSACTION's, is set on each branch's
+        connection before its XA START (see `connection`)."""
+        characteristics = self.next_transaction
+        if plan.action is TxnAction.BEGIN:
             await self.end_transaction(commit=True)
+            if plan.access is not None:
+                self.next_transaction = _with_access(self.next_transaction, plan.access)
             self.in_txn = True
-        else:
-            await self.end_transaction(commit=action is TxnAction.COMMIT)
+            return
+        await self.end_transaction(commit=plan.action is TxnAction.COMMIT)
+        if plan.chain:
+            self.next_transaction = characteristics
+            self.in_txn = True
 
     async def end_transaction(self, commit: bool) -> None:
         """Commit (XA, one phase when one branch) or roll back, and release pinned connections."""
@@ -1087,6 +1108,17 @@ class Session:
             self.channel.send(p.eof_packet(status, warnings))
         else:
             self.channel.send(p.ok_packet(status=status))
+
+
+def _with_access(characteristics: str | None, access: str) -> str:
+    """SET TRANSACTION's characteristics for the next transaction, with `access` (READ ONLY or
+    READ WRITE) in place of any access mode they had: START TRANSACTION's overrides it."""
+    kept = [
+        part.strip()
+        for part in (characteristics or "").split(",")
+        if part.strip() and " ".join(part.upper().split()) not in ("READ ONLY", "READ WRITE")
+    ]
+    return ", ".join([*kept, access])
 
 
 def _assigns(sql: str) -> bool:

@@ -368,6 +368,10 @@ class TxnAction(Enum):
 @dataclass(frozen=True)
 class TransactionPlan:
     action: TxnAction
+    # START TRANSACTION READ ONLY / READ WRITE: the access mode of this transaction only.
+    access: str | None = None
+    # COMMIT / ROLLBACK AND CHAIN: a new transaction with the same characteristics follows.
+    chain: bool = False
 
 
 class ShowWhat(Enum):

@@ -1,0 +1,163 @@
+"""Transactions and session statements through the proxy and on one MariaDB, compared: the
+same statements must give the same answers, errors and data on both.
+
+The proxy's logical database is named like the reference database, so messages naming it
+read the same on both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+import pytest
+from conftest import retarget_config
+
+if TYPE_CHECKING:
+    from conftest import Cluster, ProxyFactory, ProxyProcess, ReferenceDB
+
+CONFIG = """
+users: [{name: app, password: app}]
+backends:
+  ds0: {host: 127.0.0.1, port: 13306, user: root, password: "", database: sem_0}
+  ds1: {host: 127.0.0.1, port: 13307, user: root, password: "", database: sem_1}
+databases:
+  reference:
+    default_backend: ds0
+    tables:
+      items: {shard_key: k, algorithm: mod, backends: [ds0, ds1], tables_per_backend: 2}
+      notes: {backend: ds1}
+"""
+
+SCHEMA = [
+    "DROP TABLE IF EXISTS items",
+    "DROP TABLE IF EXISTS notes",
+    "CREATE TABLE items (k INT PRIMARY KEY, v INT)",
+    "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20))",
+    "INSERT INTO items VALUES (1, 1), (2, 2)",
+]
+
+
+@pytest.fixture(scope="module")
+def semantics_proxy(proxy_server: ProxyFactory, mariadb_cluster: Cluster) -> ProxyProcess:
+    return proxy_server(retarget_config(CONFIG, mariadb_cluster), name="semantics")
+
+
+@pytest.fixture
+def both(semantics_proxy: ProxyProcess, reference_db: ReferenceDB) -> list[pymysql.Connection]:
+    """[proxy connection, reference connection], each with the schema created."""
+    conns = [semantics_proxy.connect(database="reference"), reference_db.connect()]
+    for conn in conns:
+        run(conn, SCHEMA)
+    yield conns
+    for conn in conns:
+        conn.close()
+
+
+def run(conn: pymysql.Connection, statements: list[str]) -> list[Any]:
+    """Each statement's rows (sorted), affected row count, or (error code, message)."""
+    seen: list[Any] = []
+    with conn.cursor() as cursor:
+        for sql in statements:
+            try:
+                cursor.execute(sql)
+            except pymysql.MySQLError as exc:
+                # A syntax error's "near ..." is the proxy's own guess: its code must match.
+                seen.append((sql, exc.args[0], exc.args[1] if exc.args[0] != 1064 else ""))
+                continue
+            if cursor.description is None:
+                seen.append((sql, cursor.rowcount))
+            else:
+                seen.append((sql, sorted(cursor.fetchall())))
+    return seen
+
+
+def same(both: list[pymysql.Connection], statements: list[str]) -> list[Any]:
+    proxy, reference = (run(conn, statements) for conn in both)
+    assert proxy == reference
+    return proxy
+
+
+def test_start_transaction_read_only_refuses_writes(both: list[pymysql.Connection]) -> None:
+    seen = same(
+        both,
+        [
+            "START TRANSACTION READ ONLY",
+            "SELECT k FROM items",
+            "INSERT INTO notes VALUES (1, 'one backend')",
+            "INSERT INTO items VALUES (3, 3), (4, 4)",  # both backends
+            "UPDATE items SET v = 0",
+            "COMMIT",
+            "SELECT COUNT(*) FROM notes",
+            "SELECT k, v FROM items",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT",
+            "INSERT INTO notes VALUES (2, 'still read only')",
+            "ROLLBACK",
+            "START TRANSACTION READ WRITE",
+            "INSERT INTO notes VALUES (3, 'read write')",
+            "COMMIT",
+            "SELECT id FROM notes",
+            "START TRANSACTION READ ONLY, READ WRITE",
+            "START TRANSACTION READ ONLY foo",
+        ],
+    )
+    assert seen[2][1] == 1792  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+
+
+def test_set_autocommit_1_commits_only_when_autocommit_was_off(
+    both: list[pymysql.Connection],
+) -> None:
+    same(
+        both,
+        [
+            "BEGIN",
+            "INSERT INTO notes VALUES (1, 'rolled back')",
+            "SET autocommit = 1",  # it was 1 already: the transaction goes on
+            "ROLLBACK",
+            "SET autocommit = 0",
+            "INSERT INTO notes VALUES (2, 'committed')",
+            "SET autocommit = 1",  # from 0 to 1: a commit
+            "ROLLBACK",
+            "SELECT id FROM notes",
+        ],
+    )
+
+
+def test_transaction_characteristics_and_chains(both: list[pymysql.Connection]) -> None:
+    same(
+        both,
+        [
+            "BEGIN",
+            "SET TRANSACTION READ ONLY",  # 1568 inside a transaction
+            "INSERT INTO notes VALUES (1, 'one')",
+            "COMMIT AND CHAIN",
+            "INSERT INTO notes VALUES (2, 'two')",
+            "ROLLBACK AND NO CHAIN",
+            "START TRANSACTION READ ONLY",
+            "ROLLBACK AND CHAIN",  # the chained transaction is read only too
+            "INSERT INTO notes VALUES (3, 'three')",
+            "COMMIT WORK AND NO CHAIN NO RELEASE",
+            "SELECT id FROM notes",
+            "SELECT @@in_transaction",
+        ],
+    )
+
+
+def test_row_count_after_session_statements(both: list[pymysql.Connection]) -> None:
+    same(
+        both,
+        [
+            "INSERT INTO notes VALUES (1, 'a'), (2, 'b')",
+            "SET @x = 1",
+            "SELECT ROW_COUNT()",
+            "UPDATE notes SET body = 'c'",
+            "BEGIN",
+            "SELECT ROW_COUNT()",
+            "DELETE FROM notes",
+            "COMMIT",
+            "SELECT ROW_COUNT()",
+            "USE reference",
+            "SELECT ROW_COUNT()",
+        ],
+    )
