@@ -385,6 +385,8 @@ class Session:
         except (NoShardForValue, NotSupported):
             plan = None  # decided by the values at execution
         if isinstance(plan, QueryPlan) and plan.units and not plan.implicit_commit:
+            if session_values.PREFIX in plan.units[0].sql:  # typed as at execution
+                plan = self._with_session_values(plan)
             unit = plan.units[0]
             conn, pooled = await self.connection(unit.backend)
             try:

@@ -161,3 +161,25 @@ def test_row_count_after_session_statements(both: list[pymysql.Connection]) -> N
             "SELECT ROW_COUNT()",
         ],
     )
+
+
+SESSION_FUNCTIONS = (
+    "SELECT LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), CONNECTION_ID(), @@warning_count, "
+    "@@error_count, @@identity"
+)
+
+
+def column_types(conn: pymysql.Connection, sql: str) -> list[tuple[str, int, bool]]:
+    """(name, MySQL column type, UNSIGNED) of each column of `sql`'s result."""
+    with conn.cursor() as cursor:
+        cursor.execute(sql)
+        cursor.fetchall()
+        fields = cursor._result.fields
+    return [(f.name, f.type_code, bool(f.flags & 32)) for f in fields]
+
+
+def test_session_functions_have_mariadbs_column_types(both: list[pymysql.Connection]) -> None:
+    """Drivers map the column type: LAST_INSERT_ID() is a BIGINT UNSIGNED, not an INT."""
+    proxy, reference = (column_types(conn, SESSION_FUNCTIONS) for conn in both)
+    assert proxy == reference
+    assert proxy[0] == ("LAST_INSERT_ID()", 8, True)
