@@ -106,6 +106,7 @@ log = logging.getLogger("shardproxy.session")
 # `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
 # Reads that must see the primary: locking reads, and the hint that forces it.
 _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
+_SETS_INSERT_ID = re.compile(r"\bLAST_INSERT_ID\s*\(", re.I)
 _ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
 # ER_QUERY_INTERRUPTED: what a statement stopped by KILL QUERY answers.
 _INTERRUPTED = 1317
@@ -803,15 +804,7 @@ class Session:
         if len(units) == 1:
             conn, _ = await self.connection(units[0].backend, read)
             try:
-                outcome = await relay_single(
-                    conn, units[0], self.channel, names, self.status(more), send,
-                    _first(plan.generated_ids),
-                )  # fmt: skip
-                self._inserted(outcome.last_insert_id)
-                self._counted(outcome)
-                await self._noted(plan, outcome, [conn])
-                if _assigns(units[0].sql):
-                    await self._capture_user_variables(conn, units[0].sql)
+                await self._relay_one(conn, plan, self.status(more), send)
             except BaseException as exc:
                 mark_unfinished((conn,), exc)
                 raise
@@ -947,7 +940,12 @@ class Session:
         units = plan.units
         backends = list(dict.fromkeys(u.backend for u in units))
         # A new branch whose first statement is one text query starts in the same packet.
-        piggyback = len(units) == 1 and send is send_query and backends[0] not in self.txn_conns
+        piggyback = (
+            len(units) == 1
+            and send is send_query
+            and backends[0] not in self.txn_conns
+            and not _sets_insert_id(units[0].sql)  # which sends a statement first
+        )
         try:
             conns = {b: (await self.connection(b, start=not piggyback))[0] for b in backends}
             if piggyback:
@@ -956,16 +954,7 @@ class Session:
                 self.txn_written.update(backends)
             status = self.status(more)
             if len(units) == 1:
-                conn = conns[units[0].backend]
-                outcome = await relay_single(
-                    conn, units[0], self.channel, self.runtime.names, status, send,
-                    _first(plan.generated_ids),
-                )  # fmt: skip
-                self._inserted(outcome.last_insert_id)
-                self._counted(outcome)
-                await self._noted(plan, outcome, [conn])
-                if _assigns(units[0].sql):
-                    await self._capture_user_variables(conn, units[0].sql)
+                await self._relay_one(conns[units[0].backend], plan, status, send)
             elif _assigns(units[0].sql):
                 raise NotSupported(
                     "assigning user variables (:=) in a statement over several shards"
@@ -999,6 +988,28 @@ class Session:
                 # InnoDB rolled back this branch; MySQL ends the whole transaction, so do we.
                 await self.end_transaction(commit=False)
             raise
+
+    async def _relay_one(
+        self, conn: BackendConnection, plan: QueryPlan, status: int, send: Sender
+    ) -> None:
+        """Run a one-unit plan on `conn` and keep what it changed of the session: its insert id
+        (LAST_INSERT_ID(expr) too), row count, warnings, FOUND_ROWS(), user variables."""
+        unit = plan.units[0]
+        sets_id = _sets_insert_id(unit.sql)
+        if sets_id:  # the session's value first: the statement may never evaluate `expr`
+            await conn.query(f"SELECT LAST_INSERT_ID({self.last_insert_id})")
+        outcome = await relay_single(
+            conn, unit, self.channel, self.runtime.names, status, send,
+            _first(plan.generated_ids),
+        )  # fmt: skip
+        self._inserted(outcome.last_insert_id)
+        self._counted(outcome)
+        await self._noted(plan, outcome, [conn])
+        if sets_id:
+            (row,) = await conn.query("SELECT LAST_INSERT_ID()")
+            self.last_insert_id = int(row[0] or 0)
+        if _assigns(unit.sql):
+            await self._capture_user_variables(conn, unit.sql)
 
     async def _start_with(self, conn: BackendConnection, unit: Unit) -> None:
         """Sender for a new branch's first statement: XA START in the same packet. If XA START
@@ -1121,6 +1132,12 @@ def _with_access(characteristics: str | None, access: str) -> str:
         if part.strip() and " ".join(part.upper().split()) not in ("READ ONLY", "READ WRITE")
     ]
     return ", ".join([*kept, access])
+
+
+def _sets_insert_id(sql: str) -> bool:
+    """Whether a statement may set LAST_INSERT_ID(expr): the router made every plain
+    LAST_INSERT_ID() a marker, so any call left in it has an argument."""
+    return "_insert_id" in sql.lower() and _SETS_INSERT_ID.search(sql) is not None
 
 
 def _assigns(sql: str) -> bool:

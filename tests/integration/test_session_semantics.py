@@ -183,3 +183,30 @@ def test_session_functions_have_mariadbs_column_types(both: list[pymysql.Connect
     proxy, reference = (column_types(conn, SESSION_FUNCTIONS) for conn in both)
     assert proxy == reference
     assert proxy[0] == ("LAST_INSERT_ID()", 8, True)
+
+
+def test_last_insert_id_expr_sets_the_sessions_value(
+    semantics_proxy: ProxyProcess, reference_db: ReferenceDB, both: list[pymysql.Connection]
+) -> None:
+    """SELECT LAST_INSERT_ID(expr) sets the value the next LAST_INSERT_ID() returns, and a
+    statement that never evaluates expr leaves it, whatever another client did meanwhile on
+    the same pooled backend connection."""
+    others = [semantics_proxy.connect(database="reference"), reference_db.connect()]
+    seen = []
+    for conn, other in zip(both, others, strict=True):
+        steps = [
+            (conn, "SELECT LAST_INSERT_ID(5)"),
+            (other, "SELECT LAST_INSERT_ID(99)"),
+            (conn, "SELECT LAST_INSERT_ID(), @@identity"),
+            (conn, "SELECT LAST_INSERT_ID(7) FROM items WHERE k = 1 AND v = 0"),
+            (other, "SELECT LAST_INSERT_ID(98)"),
+            (conn, "SELECT LAST_INSERT_ID()"),
+            (conn, "BEGIN"),
+            (conn, "SELECT LAST_INSERT_ID(k + 10) FROM items WHERE k = 2"),
+            (conn, "COMMIT"),
+            (conn, "SELECT LAST_INSERT_ID()"),
+        ]
+        seen.append([run(c, [sql]) for c, sql in steps])
+        other.close()
+    assert seen[0] == seen[1]
+    assert seen[0][-1] == [("SELECT LAST_INSERT_ID()", [(12,)])]
