@@ -388,3 +388,17 @@ def test_a_killed_statement_never_answers_the_next_client_of_its_connection(
     assert answers["victim"] in (1317, 2013, 2006)  # interrupted, or cut off: never rows
     assert one(killer, "SELECT name FROM users WHERE id = 1") == ("one",)
     killer.close()
+
+
+def test_named_locks_are_refused_rather_than_left_with_a_pooled_connection(
+    pool1_proxy: ProxyProcess, mariadb_cluster: Cluster
+) -> None:
+    """GET_LOCK() takes the lock for the backend connection, which goes back to the pool: the
+    lock would outlive the client and RELEASE_LOCK() could run on another connection."""
+    a = pool1_proxy.connect()
+    for sql in ("SELECT GET_LOCK('rev_lock', 0)", "SELECT RELEASE_LOCK('rev_lock')"):
+        with pytest.raises(pymysql.MySQLError) as caught:
+            one(a, sql)
+        assert caught.value.args[0] == 1235, caught.value.args
+    a.close()
+    assert mariadb_cluster.instances[0].execute("SELECT IS_FREE_LOCK('rev_lock')") == [(1,)]

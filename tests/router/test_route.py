@@ -903,3 +903,16 @@ def test_admin_statements(router: Router) -> None:
     assert units(explain.plan) == [("ds1", "SELECT * FROM orders_3 WHERE user_id = 7")]
     assert router.plan("SHOW SHARDPROXY RULES", None) == AdminShow(AdminWhat.RULES)
     assert router.plan("reload shardproxy config", None) == ReloadConfig()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT GET_LOCK('x', 10)",
+        "SELECT release_lock('x')",
+        "SELECT RELEASE_ALL_LOCKS()",
+        "SELECT id FROM users WHERE id = 1 AND GET_LOCK('x', 0)",
+    ],
+)
+def test_named_locks_are_refused(router: Router, sql: str) -> None:
+    assert "pooled backend connection" in refused(router, sql).message
