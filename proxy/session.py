@@ -115,6 +115,9 @@ _FALSE = {"0", "off", "false", "'off'", "'0'"}
 # The pool's own connection character set; SET NAMES of it changes nothing.
 _POOL_CHARSET = "utf8mb4"
 ER_LOCK_DEADLOCK = 1213
+# MariaDB's default max_prepared_stmt_count, here per session: a client that never closes its
+# statements gets MariaDB's error, not a proxy growing without bound.
+MAX_PREPARED_STATEMENTS = 16382
 
 
 class Session:
@@ -230,6 +233,7 @@ class Session:
                 self.row_count = -1
                 self.found_rows = 0
                 self.diagnostics.clear()
+                self.statements.clear()  # MariaDB drops the connection's prepared statements
                 self.channel.send(p.ok_packet(status=self.status()))
             elif command == p.COM_STMT_PREPARE:
                 await self.stmt_prepare(body)
@@ -371,6 +375,13 @@ class Session:
 
     async def stmt_prepare(self, body: bytes) -> None:
         """COM_STMT_PREPARE: metadata from preparing the physical SQL of one data node."""
+        if len(self.statements) >= MAX_PREPARED_STATEMENTS:
+            raise ProxyError(
+                "Can't create more than max_prepared_stmt_count statements "
+                f"(current value: {MAX_PREPARED_STATEMENTS})",
+                1461,
+                "42000",
+            )
         sql = body.decode("utf-8", "surrogateescape")
         if self.state and '"' in sql and self._ansi_quotes():
             sql = backtick_names(sql)
