@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxy import packets as p
 from proxy.admin import admin_show, explain_shards, xa_transactions
+from proxy.auth import authenticate, parse_change_user
 from proxy.backend import (
     BackendConnection,
     BackendError,
@@ -163,6 +164,7 @@ class Session:
         self.running_since = 0.0
         self.deadlock_victim = False
         self._statement_ids = itertools.count(1)
+        self.nonce = b""  # the greeting's, which COM_CHANGE_USER's credentials answer too
 
     def new_ids(self, count: int) -> list[int]:
         """Generated keys for the router (router.route.InsertRoute)."""
@@ -224,17 +226,10 @@ class Session:
                 self.multi_statements = body[:2] == b"\x00\x00"
                 self.channel.send(p.eof_packet(self.status()))
             elif command == p.COM_RESET_CONNECTION:
-                await self.end_transaction(commit=False)
-                self.state = ()
-                self.autocommit = True
-                self.next_transaction = None
-                self.max_execution_time = 0
-                self.last_insert_id = 0
-                self.row_count = -1
-                self.found_rows = 0
-                self.diagnostics.clear()
-                self.statements.clear()  # MariaDB drops the connection's prepared statements
+                await self.reset()
                 self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_CHANGE_USER:
+                await self.change_user(body)
             elif command == p.COM_STMT_PREPARE:
                 await self.stmt_prepare(body)
             elif command == p.COM_STMT_EXECUTE:
@@ -266,6 +261,32 @@ class Session:
                 message = self.runtime.names.message(message)  # never a physical name
             self.diagnostics.error(exc.code, message)
             self.channel.send_error(exc.code, exc.sqlstate, message)
+
+    async def reset(self) -> None:
+        """The session as a new connection has it (COM_RESET_CONNECTION): transaction rolled
+        back, variables and prepared statements gone; the user and database stay."""
+        await self.end_transaction(commit=False)
+        self.state = ()
+        self.autocommit = True
+        self.next_transaction = None
+        self.max_execution_time = 0
+        self.last_insert_id = 0
+        self.row_count = -1
+        self.found_rows = 0
+        self.diagnostics.clear()
+        self.statements.clear()
+
+    async def change_user(self, body: bytes) -> None:
+        """COM_CHANGE_USER: the session is reset, then the client logs in again (answering the
+        greeting's nonce). As in MariaDB, a refused login leaves the reset session as it was
+        (same user, same database) and the connection open."""
+        login = parse_change_user(body, self.capabilities)
+        await self.reset()
+        user = await authenticate(self.channel, self.runtime.config, login, self.nonce)
+        self.user = user.name
+        self.database = login.database
+        self.state = login.state()
+        self.channel.send(p.ok_packet(status=self.status()))
 
     async def handle_query(self, body: bytes) -> None:
         sql = body.decode("utf-8", "surrogateescape")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import MySQLdb
 import pymysql
 import pytest
 from conftest import retarget_config
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from conftest import Cluster, ProxyFactory, ProxyProcess, ReferenceDB
 
 CONFIG = """
-users: [{name: app, password: app}]
+users: [{name: app, password: app}, {name: other, password: pw2, databases: [reference]}]
 backends:
   ds0: {host: 127.0.0.1, port: 13306, user: root, password: "", database: sem_0}
   ds1: {host: 127.0.0.1, port: 13307, user: root, password: "", database: sem_1}
@@ -210,3 +211,37 @@ def test_last_insert_id_expr_sets_the_sessions_value(
         other.close()
     assert seen[0] == seen[1]
     assert seen[0][-1] == [("SELECT LAST_INSERT_ID()", [(12,)])]
+
+
+@pytest.mark.usefixtures("both")  # the schema
+def test_change_user_resets_the_session_and_logs_in_again(semantics_proxy: ProxyProcess) -> None:
+    """COM_CHANGE_USER (mysql_change_user()) as MariaDB answers it: the session is reset
+    (transaction rolled back, variables gone), then the new credentials are checked; a
+    refused login keeps the user and the connection."""
+    conn = MySQLdb.connect(
+        host=semantics_proxy.host, port=semantics_proxy.port, user="app", password="app",
+        database="reference",
+    )  # fmt: skip
+    try:
+        cursor = conn.cursor()
+        cursor.execute("DELETE FROM notes")
+        for sql in ("BEGIN", "INSERT INTO notes VALUES (1, 'rolled back')", "SET @v = 1"):
+            cursor.execute(sql)
+        conn.change_user("other", "pw2", "reference")
+        cursor = conn.cursor()
+        cursor.execute("SELECT CURRENT_USER(), @v, DATABASE(), @@autocommit, @@in_transaction")
+        assert cursor.fetchall() == (("other@%", None, "reference", 1, 0),)
+        cursor.execute("SELECT COUNT(*) FROM notes")
+        assert cursor.fetchall() == ((0,),)
+        with pytest.raises(MySQLdb.OperationalError) as refused:
+            conn.change_user("app", "wrong", "reference")
+        assert refused.value.args[0] == 1045
+        cursor = conn.cursor()
+        cursor.execute("SELECT CURRENT_USER(), DATABASE()")
+        assert cursor.fetchall() == (("other@%", "reference"),)
+        conn.change_user("app", "app")  # no database
+        cursor = conn.cursor()
+        cursor.execute("SELECT CURRENT_USER(), DATABASE()")
+        assert cursor.fetchall() == (("app@%", None),)
+    finally:
+        conn.close()
