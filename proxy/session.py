@@ -608,6 +608,18 @@ class Session:
         if remote:
             await self._run_sets(remote, state)
         self.state = tuple(state.items())
+        await self._sync_branches()
+
+    async def _sync_branches(self) -> None:
+        """Give the session's state to every connection its open transaction holds: a SET ran
+        on one of them at most, and a reset would end their branches."""
+        want = dict(self.state)
+        for conn in self.txn_conns.values():
+            if conn.state != self.state:
+                sql = _restate_sql(dict(conn.state), want)
+                if sql is not None:
+                    await conn.execute(sql)
+                conn.state = self.state
 
     async def _run_sets(self, assignments: list[SetVar], state: dict[str, str]) -> None:
         readback: list[str] = []
@@ -631,6 +643,15 @@ class Session:
                     await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")
             if readback:
                 state.update(await read_back(conn, readback))
+            if "NO_BACKSLASH_ESCAPES" in state.get("sql_mode", "").upper():
+                # The proxy reads and writes string literals with backslash escapes: under
+                # this mode a rendered parameter could end its string early.
+                undo = _restate_sql(state, dict(self.state))
+                if undo is not None:
+                    await conn.execute(undo)
+                conn.state = self.state
+                clean = True
+                raise NotSupported("sql_mode NO_BACKSLASH_ESCAPES")
             conn.state = tuple(state.items())
             clean = True
         finally:
@@ -1109,6 +1130,7 @@ class Session:
         state.update(await read_back(conn, names))
         self.state = tuple(state.items())
         conn.state = self.state
+        await self._sync_branches()
 
     async def _sequential_reads(
         self, conns: dict[str, BackendConnection], plan: QueryPlan, status: int, send: Sender
@@ -1153,6 +1175,20 @@ class Session:
             self.channel.send(p.eof_packet(status, warnings))
         else:
             self.channel.send(p.ok_packet(status=status))
+
+
+def _restate_sql(have: dict[str, str], want: dict[str, str]) -> str | None:
+    """The SET that takes a connection from session state `have` to `want` without a reset
+    (which would end its transaction); None when they are the same."""
+    parts = [assignment_sql(name, value) for name, value in want.items() if have.get(name) != value]
+    for name in have.keys() - want.keys():
+        if name in ("names", "character set"):
+            parts.append(assignment_sql(name, _POOL_CHARSET))
+        elif name.startswith("@"):
+            parts.append(f"{name} = NULL")
+        else:
+            parts.append(f"@@session.{name} = DEFAULT")
+    return "SET " + ", ".join(parts) if parts else None
 
 
 def _with_access(characteristics: str | None, access: str) -> str:

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from router.errors import ProxyError
 
 # What mysql_real_escape_string escapes, so a rendered parameter survives any sql_mode
-# except NO_BACKSLASH_ESCAPES (which the proxy does not support).
+# except NO_BACKSLASH_ESCAPES (which the proxy refuses: proxy.session._run_sets).
 _ESCAPES = MappingProxyType(
     str.maketrans(
         {"\\": "\\\\", "'": "\\'", '"': '\\"', "\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z"}

@@ -245,3 +245,55 @@ def test_change_user_resets_the_session_and_logs_in_again(semantics_proxy: Proxy
         assert cursor.fetchall() == (("app@%", None),)
     finally:
         conn.close()
+
+
+def test_set_inside_a_transaction_reaches_every_backend_it_holds(
+    both: list[pymysql.Connection],
+) -> None:
+    """A SET runs on one connection; the transaction's branches on other backends must get it
+    too (they can't be reset mid-transaction), or their statements see the old session."""
+    same(
+        both,
+        [
+            "INSERT INTO items VALUES (3, 3)",
+            "BEGIN",
+            "SELECT k FROM items WHERE k = 3",  # a branch on ds1
+            "SET time_zone = '+05:00', @zz = 40",  # run on ds0
+            "SELECT @@time_zone, @zz FROM items WHERE k = 3",
+            "UPDATE items SET v = @zz WHERE k = 2",  # ds1
+            "SELECT @x := 70 FROM items WHERE k = 1",  # ds0
+            "UPDATE items SET v = @x WHERE k = 3",  # ds1
+            "COMMIT",
+            "SELECT k, v FROM items",
+            "SELECT @@time_zone, @zz, @x FROM items WHERE k = 2",
+        ],
+    )
+
+
+@pytest.mark.usefixtures("both")  # the schema
+def test_no_backslash_escapes_is_refused_and_changes_nothing(
+    semantics_proxy: ProxyProcess,
+) -> None:
+    """The proxy renders prepared statements' values with backslash escapes: under
+    NO_BACKSLASH_ESCAPES a value could end its string early, so the mode is refused, and the
+    refused SET leaves the session (and its transaction's connections) as they were."""
+    conn = semantics_proxy.connect(database="reference")
+    try:
+        for prefix in ([], ["BEGIN", "SELECT k FROM items WHERE k = 1"]):
+            run(conn, [*prefix, "SET sql_mode = 'ANSI_QUOTES'"])
+            seen = run(
+                conn,
+                [
+                    "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES'), @nb = 1",
+                    "SELECT @@sql_mode, @nb",
+                    "SELECT @@sql_mode, @nb FROM items WHERE k = 1",
+                    "ROLLBACK",
+                ],
+            )
+            assert seen[0][1] == 1235, seen
+            assert seen[1:3] == [
+                ("SELECT @@sql_mode, @nb", [("ANSI_QUOTES", None)]),
+                ("SELECT @@sql_mode, @nb FROM items WHERE k = 1", [("ANSI_QUOTES", None)]),
+            ]
+    finally:
+        conn.close()
