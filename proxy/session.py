@@ -107,6 +107,7 @@ log = logging.getLogger("shardproxy.session")
 # `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
 # Reads that must see the primary: locking reads, and the hint that forces it.
 _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
+_RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _SETS_INSERT_ID = re.compile(r"\bLAST_INSERT_ID\s*\(", re.I)
 _ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
 # ER_QUERY_INTERRUPTED: what a statement stopped by KILL QUERY answers.
@@ -471,7 +472,11 @@ class Session:
                 plan = router.plan(
                     sql, self.database, values, keep_markers=True, new_ids=self.new_ids
                 )
-            if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
+            if (
+                isinstance(plan, QueryPlan)
+                and (not plan.is_write or _returning(plan))
+                and not plan.implicit_commit
+            ):  # a result set: binary rows, so a backend prepared statement runs it
                 await self.run_query(plan, False, make_sender(params, stmt.physical))
                 return
             # Answered with OK packets (or the proxy's own rows): run as text with the values.
@@ -802,6 +807,9 @@ class Session:
         # ROW_COUNT() as MariaDB keeps it: -1 after a result set, 0 after DDL, else the
         # affected rows (set where the OK is sent).
         self.row_count = 0 if plan.implicit_commit else -1
+        if len(plan.units) > 1 and _returning(plan):
+            # Each unit's rows would have to be merged into one result: run_writes reads OKs.
+            raise NotSupported("RETURNING in a write over several shards or copies")
         if self.txn_aborted is not None and not plan.implicit_commit:
             raise XaError(self.txn_aborted + "; end it with ROLLBACK")
         if plan.implicit_commit:
@@ -1200,6 +1208,13 @@ def _with_access(characteristics: str | None, access: str) -> str:
         if part.strip() and " ".join(part.upper().split()) not in ("READ ONLY", "READ WRITE")
     ]
     return ", ".join([*kept, access])
+
+
+def _returning(plan: QueryPlan) -> bool:
+    """Whether a write returns rows (INSERT / REPLACE / DELETE ... RETURNING), which its units
+    all do alike; a RETURNING in a string only costs a refusal or a binary execution."""
+    sql = plan.units[0].sql if plan.is_write and plan.units else ""
+    return "returning" in sql.lower() and _RETURNING.search(sql) is not None
 
 
 def _sets_insert_id(sql: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import mysql.connector
 import MySQLdb
 import pymysql
 import pytest
@@ -297,3 +298,48 @@ def test_no_backslash_escapes_is_refused_and_changes_nothing(
             ]
     finally:
         conn.close()
+
+
+RETURNING = [
+    ("INSERT INTO notes VALUES (%s, %s) RETURNING id, body", (1, "one")),
+    ("INSERT INTO items VALUES (%s, %s) RETURNING k, v", (5, 50)),
+    ("DELETE FROM items WHERE k = %s RETURNING k", (5,)),
+    ("DELETE FROM notes WHERE id = %s RETURNING body", (1,)),
+    ("INSERT INTO items VALUES (%s, %s), (%s, %s) RETURNING k", (6, 6, 7, 7)),  # 2 shards
+    ("SELECT k FROM items WHERE k = %s", (1,)),
+]
+
+
+def test_writes_returning_rows(
+    semantics_proxy: ProxyProcess, reference_db: ReferenceDB, both: list[pymysql.Connection]
+) -> None:
+    """INSERT / DELETE ... RETURNING answer rows: relayed from one shard (as binary rows to a
+    prepared statement, whose client would otherwise read text rows as binary ones), refused
+    with 1235 over several."""
+    servers = [
+        (semantics_proxy.host, semantics_proxy.port, "app", "app"),
+        (reference_db.instance.host, reference_db.instance.port, "root", ""),
+    ]
+    seen: list[list[Any]] = []
+    for (host, port, user, password), conn in zip(servers, both, strict=True):
+        prepared = mysql.connector.connect(
+            host=host, port=port, user=user, password=password, database="reference",
+            use_pure=True, autocommit=True,
+        )  # fmt: skip
+        cursor = prepared.cursor(prepared=True)
+        answers: list[Any] = []
+        for sql, params in RETURNING:
+            try:
+                cursor.execute(sql, params)
+                answers.append(cursor.fetchall() if cursor.description else cursor.rowcount)
+            except mysql.connector.Error as exc:
+                answers.append(exc.errno)
+        prepared.close()
+        text = [sql.replace("%s", "{}").format(*params) for sql, params in RETURNING]
+        run(conn, ["DELETE FROM items WHERE k > 2"])  # the reference inserted 6 and 7
+        seen.append([answers, run(conn, text)])
+    proxy, reference = seen
+    assert proxy[0][:4] == reference[0][:4]
+    assert proxy[0][4:] == [1235, [(1,)]]
+    assert proxy[1][:4] == reference[1][:4]
+    assert proxy[1][4][1] == 1235
