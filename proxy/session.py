@@ -107,6 +107,8 @@ log = logging.getLogger("shardproxy.session")
 # `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
 # Reads that must see the primary: locking reads, and the hint that forces it.
 _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
+# SET last_insert_id / identity set LAST_INSERT_ID() itself.
+_LAST_INSERT_ID_VARIABLES = frozenset({"last_insert_id", "identity"})
 _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _SETS_INSERT_ID = re.compile(r"\bLAST_INSERT_ID\s*\(", re.I)
 _ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
@@ -612,6 +614,18 @@ class Session:
                 remote.append(a)
         if remote:
             await self._run_sets(remote, state)
+        for name in _LAST_INSERT_ID_VARIABLES & state.keys():
+            # The session's LAST_INSERT_ID() is the proxy's, not any connection's.
+            self.last_insert_id = int(state.pop(name).strip("'"))
+        self.state = tuple(state.items())
+        await self._sync_branches()
+
+    async def _consume_insert_id(self) -> None:
+        """SET insert_id is for the next INSERT only (MariaDB resets it once used): replayed
+        with the rest of the state on every later connection, it would give every later
+        INSERT the same AUTO_INCREMENT value."""
+        state = dict(self.state)
+        del state["insert_id"]
         self.state = tuple(state.items())
         await self._sync_branches()
 
@@ -824,6 +838,8 @@ class Session:
                 await self._watched(self._run_in_transaction(plan, more, send), in_txn=True)
             else:
                 await self._run_autocommit(plan, more, send)
+            if plan.is_write and self.state and any(n == "insert_id" for n, _ in self.state):
+                await self._consume_insert_id()
         finally:
             if plan.implicit_commit:  # DDL: the metadata catalog follows before the client's OK
                 await self.runtime.catalog.after_ddl(unit.sql for unit in plan.units)

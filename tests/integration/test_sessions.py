@@ -402,3 +402,26 @@ def test_named_locks_are_refused_rather_than_left_with_a_pooled_connection(
         assert caught.value.args[0] == 1235, caught.value.args
     a.close()
     assert mariadb_cluster.instances[0].execute("SELECT IS_FREE_LOCK('rev_lock')") == [(1,)]
+
+
+def test_set_insert_id_is_for_the_next_insert_only(pool1_proxy: ProxyProcess) -> None:
+    """SET insert_id (mysqlbinlog's output has it) gives the next INSERT its AUTO_INCREMENT
+    value, once: replayed on the connection after another client's turn, it gave every later
+    INSERT the same value (1062). SET last_insert_id sets LAST_INSERT_ID()."""
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    execute(a, "DROP TABLE IF EXISTS notes")
+    execute(a, "CREATE TABLE notes (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(100))")
+    execute(a, "SET insert_id = 1000")
+    for body in ("first", "second", "third"):
+        execute(a, "INSERT INTO notes (body) VALUES (%s)", (body,))
+        one(b, "SELECT COUNT(*) FROM notes")  # b's turn on notes' one connection
+    assert one(a, "SELECT GROUP_CONCAT(id ORDER BY id) FROM notes") == ("1000,1001,1002",)
+    execute(a, "SET last_insert_id = 77")
+    assert one(a, "SELECT LAST_INSERT_ID(), @@last_insert_id") == (77, 77)
+    one(b, "SELECT COUNT(*) FROM notes")
+    assert one(a, "SELECT LAST_INSERT_ID()") == (77,)
+    execute(a, "DROP TABLE notes")
+    execute(a, "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(100)) CHARACTER SET utf8mb4")
+    a.close()
+    b.close()
