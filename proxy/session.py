@@ -830,6 +830,8 @@ class Session:
             await self.end_transaction(commit=True)
         elif not self.autocommit and not self.in_txn:
             self.in_txn = True
+        elif self.next_transaction is not None and not self.in_txn:
+            self._autocommit_transaction(plan)
         limit = time_limit(self.statement, self.max_execution_time)
         if limit and not plan.is_write and not plan.implicit_commit:
             send = with_time_limit(send, limit)
@@ -843,6 +845,15 @@ class Session:
         finally:
             if plan.implicit_commit:  # DDL: the metadata catalog follows before the client's OK
                 await self.runtime.catalog.after_ddl(unit.sql for unit in plan.units)
+
+    def _autocommit_transaction(self, plan: QueryPlan) -> None:
+        """SET TRANSACTION is for the next transaction, and an autocommit statement is one:
+        it takes the characteristics (a write in a READ ONLY one fails, and leaves them for
+        the next statement, as in MariaDB). Only the access mode matters for one statement."""
+        characteristics = self.next_transaction or ""
+        if plan.is_write and "READ ONLY" in _modes(characteristics):
+            raise ProxyError("Cannot execute statement in a READ ONLY transaction", 1792, "25006")
+        self.next_transaction = None
 
     def _with_session_values(self, plan: QueryPlan) -> QueryPlan:
         """USER(), CURRENT_USER(), CONNECTION_ID() as this session's (router.session_values)."""
@@ -1215,14 +1226,15 @@ def _restate_sql(have: dict[str, str], want: dict[str, str]) -> str | None:
     return "SET " + ", ".join(parts) if parts else None
 
 
+def _modes(characteristics: str) -> list[str]:
+    """SET TRANSACTION's characteristics, each as `ISOLATION LEVEL READ COMMITTED`, `READ ONLY`."""
+    return [" ".join(part.upper().split()) for part in characteristics.split(",") if part.strip()]
+
+
 def _with_access(characteristics: str | None, access: str) -> str:
     """SET TRANSACTION's characteristics for the next transaction, with `access` (READ ONLY or
     READ WRITE) in place of any access mode they had: START TRANSACTION's overrides it."""
-    kept = [
-        part.strip()
-        for part in (characteristics or "").split(",")
-        if part.strip() and " ".join(part.upper().split()) not in ("READ ONLY", "READ WRITE")
-    ]
+    kept = [m for m in _modes(characteristics or "") if m not in ("READ ONLY", "READ WRITE")]
     return ", ".join([*kept, access])
 
 

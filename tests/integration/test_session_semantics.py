@@ -343,3 +343,23 @@ def test_writes_returning_rows(
     assert proxy[0][4:] == [1235, [(1,)]]
     assert proxy[1][:4] == reference[1][:4]
     assert proxy[1][4][1] == 1235
+
+
+def test_set_transaction_applies_to_the_next_autocommit_statement(
+    both: list[pymysql.Connection],
+) -> None:
+    """An autocommit statement is a transaction: SET TRANSACTION READ ONLY refuses the write
+    that follows it (and stays for the next statement when it does), a read uses it up."""
+    same(
+        both,
+        [
+            "SET TRANSACTION READ ONLY",
+            "INSERT INTO notes VALUES (1, 'refused')",
+            "INSERT INTO notes VALUES (2, 'refused too')",
+            "SELECT COUNT(*) FROM notes",
+            "SET TRANSACTION READ ONLY",
+            "SELECT COUNT(*) FROM items",
+            "INSERT INTO notes VALUES (3, 'written')",
+            "SELECT id FROM notes",
+        ],
+    )
