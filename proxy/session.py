@@ -262,6 +262,8 @@ class Session:
             message = exc.message
             if isinstance(exc, BackendError):
                 message = self.runtime.names.message(message)  # never a physical name
+            if "/*?" in message:  # quoting a prepared statement: its `?`, not the router's marks
+                message = unmark(message)[0]
             self.diagnostics.error(exc.code, message)
             self.channel.send_error(exc.code, exc.sqlstate, message)
 

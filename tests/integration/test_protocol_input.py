@@ -271,3 +271,14 @@ def test_prepared_statements_beyond_max_prepared_stmt_count_are_refused(
     assert err_fields(client.read_packet()[1])[:2] == (1461, "42000")
     client.send_packet(b"\x19" + struct.pack("<I", 1), 0)  # COM_STMT_CLOSE: room for one more
     prepare(client, "SET @a = ?")
+
+
+def test_a_prepared_statements_syntax_error_quotes_its_own_text(
+    raw, shop_proxy: ProxyProcess
+) -> None:
+    client = raw()
+    client.login()
+    client.send_packet(b"\x16SELEC ?", 0)
+    code, sqlstate, message = err_fields(client.read_packet()[1])
+    assert (code, sqlstate) == (1064, "42000")
+    assert "near 'SELEC ?'" in message, message
