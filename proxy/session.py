@@ -47,7 +47,15 @@ from proxy.executor import (
     with_time_limit,
 )
 from proxy.merge_exec import merge_reads
-from proxy.metadata import Column, Result, client_host, field_list, run_metadata, send_result
+from proxy.metadata import (
+    Column,
+    Result,
+    client_host,
+    fetch,
+    field_list,
+    run_metadata,
+    send_result,
+)
 from proxy.prepared import (
     ClientStatement,
     StatementNotFound,
@@ -114,8 +122,12 @@ _SETS_INSERT_ID = re.compile(r"\bLAST_INSERT_ID\s*\(", re.I)
 _ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
 # ER_QUERY_INTERRUPTED: what a statement stopped by KILL QUERY answers.
 _INTERRUPTED = 1317
-_TRUE = {"1", "on", "true", "'on'", "'1'"}
-_FALSE = {"0", "off", "false", "'off'", "'0'"}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_TRUE = {"1", "on", "true"}
+_FALSE = {"0", "off", "false"}
+# An expression of these types is refused by SET autocommit (1232): DECIMAL, FLOAT, DOUBLE.
+_NOT_INTEGERS = {0x00, 0xF6, 0x04, 0x05}
+_INTEGERS = {0x01, 0x02, 0x03, 0x08, 0x09}
 # The pool's own connection character set; SET NAMES of it changes nothing.
 _POOL_CHARSET = "utf8mb4"
 ER_LOCK_DEADLOCK = 1213
@@ -682,19 +694,51 @@ class Session:
     async def set_autocommit(self, value_sql: str, state: dict[str, str]) -> None:
         """autocommit is the proxy's (it decides when transactions start); the backend
         connections carry the same value so that @@autocommit reads back right."""
-        value = value_sql.strip().lower()
-        if value in _TRUE:
+        value = await self._autocommit_value(value_sql.strip())
+        if value:
             if self.in_txn and not self.autocommit:  # from 0 to 1 only: a commit, as in MySQL
                 await self.end_transaction(commit=True)
             self.autocommit = True
             state.pop("autocommit", None)
-        elif value in _FALSE:
+        else:
             self.autocommit = False
             state["autocommit"] = "0"
+
+    async def _autocommit_value(self, value_sql: str) -> bool:
+        """The value SET autocommit = value_sql gives, as MariaDB reads it: ON / OFF / 1 / 0
+        / TRUE / FALSE / DEFAULT, a quoted 'ON' or 'OFF', or an expression (@saved, 1 + 0)
+        that the default backend evaluates."""
+        lowered = value_sql.lower()
+        if lowered in _TRUE or lowered == "default":
+            return True
+        if lowered in _FALSE:
+            return False
+        accepted = ("on", "off")  # from a string; from an integer, 1 and 0
+        if value_sql[:1] in ("'", '"') and value_sql[-1:] == value_sql[:1]:
+            text = value_sql[1:-1]
+        elif _WORD.fullmatch(value_sql):  # a bare word is a name for a value, like ON
+            text = value_sql
         else:
-            raise ProxyError(
-                f"Variable 'autocommit' can't be set to the value of '{value_sql}'", 1231, "42000"
-            )
+            pool = self.runtime.backends[self.default_backend()]
+            conn = await pool.acquire(self.state)
+            clean = False
+            try:
+                result = await fetch(conn, f"SELECT {value_sql}")
+                clean = True
+            finally:
+                pool.release(conn, clean)
+            (text_bytes,) = result.rows[0]
+            text = "NULL" if text_bytes is None else text_bytes.decode("utf-8", "replace")
+            column_type = result.columns[0].type
+            if column_type in _NOT_INTEGERS:
+                raise ProxyError("Incorrect argument type to variable 'autocommit'", 1232, "42000")
+            if column_type in _INTEGERS:
+                accepted = ("1", "0")
+        if text.lower() in accepted:
+            return text.lower() in ("1", "on")
+        raise ProxyError(
+            f"Variable 'autocommit' can't be set to the value of '{text}'", 1231, "42000"
+        )
 
     # --- transactions -----------------------------------------------------------------------
 

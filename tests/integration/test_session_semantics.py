@@ -363,3 +363,15 @@ def test_set_transaction_applies_to_the_next_autocommit_statement(
             "SELECT id FROM notes",
         ],
     )
+
+
+AUTOCOMMIT_VALUES = ['"ON"', "'true'", "yes", "DEFAULT", "'OFF'", "'0'", "0.0", "1 + 0", "@saved"]
+
+
+def test_set_autocommit_reads_its_value_as_mariadb_does(both: list[pymysql.Connection]) -> None:
+    """Quoted ON / OFF, DEFAULT and expressions (SET autocommit = @saved, as scripts restore
+    it) are values; other strings, decimals and NULL are errors, with MariaDB's message."""
+    statements = ["SET @saved = 0"]
+    for value in AUTOCOMMIT_VALUES:
+        statements += [f"SET autocommit = {value}", "SELECT @@autocommit"]
+    same(both, statements)
