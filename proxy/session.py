@@ -106,6 +106,7 @@ from router.plan import (
 )
 from router.planner import split_statements
 from router.quoting import ansi_sql_mode, backtick_names
+from router.statements import user_variable
 
 if TYPE_CHECKING:
     from proxy.server import Runtime, Server
@@ -119,7 +120,9 @@ _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PR
 _LAST_INSERT_ID_VARIABLES = frozenset({"last_insert_id", "identity"})
 _RETURNING = re.compile(r"\bRETURNING\b", re.I)
 _SETS_INSERT_ID = re.compile(r"\bLAST_INSERT_ID\s*\(", re.I)
-_ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
+_ASSIGNS = re.compile(
+    r"""@([A-Za-z0-9_$.]+|`(?:[^`]|``)+`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")\s*:="""
+)
 # ER_QUERY_INTERRUPTED: what a statement stopped by KILL QUERY answers.
 _INTERRUPTED = 1317
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -1206,7 +1209,7 @@ class Session:
     async def _capture_user_variables(self, conn: BackendConnection, sql: str) -> None:
         """A statement assigned user variables (`SELECT @x := ...`): keep their new values in
         the session, so they follow it to other connections and never stay behind on this one."""
-        names = list(dict.fromkeys(m.group(1) for m in _ASSIGNS.finditer(sql)))
+        names = list(dict.fromkeys(user_variable(m.group(1)) for m in _ASSIGNS.finditer(sql)))
         state = dict(self.state)
         state.update(await read_back(conn, names))
         self.state = tuple(state.items())

@@ -47,6 +47,7 @@ _END = re.compile(
     _FLAGS,
 )
 
+_PLAIN_USER_VARIABLE = re.compile(r"[a-z0-9_$.]+")
 _SET = re.compile(r"SET\s+(?P<rest>.*)", _FLAGS)
 _SET_GLOBAL = re.compile(
     r"(?:GLOBAL|PERSIST|PERSIST_ONLY)\s|@@(?:GLOBAL|PERSIST|PERSIST_ONLY)\.", re.I
@@ -174,10 +175,19 @@ def _set_var(part: str) -> SetVar:
         raise NotSupported(f"SET {part}")
     value = assignment["value"].strip()
     if assignment["user"] is not None:
-        user = assignment["user"]
-        name = str(literal_value(user)) if user[0] in "'\"" else unquote(user)
-        return SetVar("@" + name.lower(), value)
+        return SetVar(user_variable(assignment["user"]), value)
     return SetVar(unquote(assignment["var"]).lower(), value)
+
+
+def user_variable(written: str) -> str:
+    """A user variable as the session state keeps it, from its name as written after `@`
+    (x, `x`, 'x' or "x"): lower case, as names are case-insensitive, and quoted only when it
+    must be, so `@name` is valid SQL and one variable has one key."""
+    name = str(literal_value(written)) if written[0] in "'\"" else unquote(written)
+    name = name.lower()
+    if _PLAIN_USER_VARIABLE.fullmatch(name):
+        return "@" + name
+    return "@`" + name.replace("`", "``") + "`"
 
 
 def _like(rest: str, what: str) -> str | None:

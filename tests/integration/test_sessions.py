@@ -425,3 +425,21 @@ def test_set_insert_id_is_for_the_next_insert_only(pool1_proxy: ProxyProcess) ->
     execute(a, "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(100)) CHARACTER SET utf8mb4")
     a.close()
     b.close()
+
+
+def test_quoted_user_variables_stay_with_their_client(pool1_proxy: ProxyProcess) -> None:
+    """@'name', @"name" and @`name` are user variables too: assigned with := they stayed on the
+    pooled connection, where the next client read them; SET @'a b' = ... was a syntax error."""
+    a = pool1_proxy.connect()
+    assert one(a, "SELECT @'secret' := 'from a', @\"Dq\" := 6, @`b q` := 7") == ("from a", 6, 7)
+    execute(a, "SET @'s v' = 9, @`T` = 10")
+    a_values = "SELECT @secret, @dq, @'b q', @`s v`, @t"
+    assert one(a, a_values) == ("from a", 6, 7, 9, 10)
+    b = pool1_proxy.connect()
+    assert one(b, a_values) == (None, None, None, None, None)
+    assert one(a, a_values) == ("from a", 6, 7, 9, 10)
+    a.close()
+    c = pool1_proxy.connect()
+    assert one(c, a_values) == (None, None, None, None, None)
+    b.close()
+    c.close()

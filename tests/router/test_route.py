@@ -698,7 +698,7 @@ def test_use(router: Router) -> None:
         ("SET @@SESSION.Time_Zone = '+00:00'", [("time_zone", "'+00:00'")]),
         (
             "SET @x = 1, @`Y` := (SELECT 1, 2), @'z w' = NULL",
-            [("@x", "1"), ("@y", "(SELECT 1, 2)"), ("@z w", "NULL")],
+            [("@x", "1"), ("@y", "(SELECT 1, 2)"), ("@`z w`", "NULL")],
         ),
         ("/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE */", [("@old_sql_mode", "@@SQL_MODE")]),
         (
