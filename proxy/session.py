@@ -263,6 +263,15 @@ class Session:
                     raise StatementNotFound("Unknown prepared statement handler given to RESET")
                 stmt.long_data.clear()
                 self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_STMT_FETCH:
+                # Executions never open a cursor (no SERVER_STATUS_CURSOR_EXISTS): rows come
+                # with the execution, and a fetch finds no cursor, as in MariaDB.
+                stmt_id = struct.unpack_from("<I", body)[0] if len(body) >= 4 else 0
+                if stmt_id not in self.statements:
+                    raise StatementNotFound(
+                        f"Unknown prepared statement handler ({stmt_id}) given to mysqld_stmt_fetch"
+                    )
+                raise ProxyError(f"The statement ({stmt_id}) has no open cursor", 1421, "HY000")
             elif command == p.COM_FIELD_LIST:
                 await field_list(self, body)
             elif command == p.COM_PROCESS_KILL and len(body) >= 4:

@@ -282,3 +282,16 @@ def test_a_prepared_statements_syntax_error_quotes_its_own_text(
     code, sqlstate, message = err_fields(client.read_packet()[1])
     assert (code, sqlstate) == (1064, "42000")
     assert "near 'SELEC ?'" in message, message
+
+
+def test_com_stmt_fetch_finds_no_cursor(raw, shop_proxy: ProxyProcess) -> None:
+    """Executions never open a cursor, so a fetch is MariaDB's 'no open cursor' (1421), and
+    one of an unknown statement 1243, not 'command not supported' (08S01)."""
+    client = raw()
+    client.login()
+    stmt_id = prepare(client, "SET @a = ?")
+    client.send_packet(b"\x1c" + struct.pack("<II", stmt_id, 10), 0)
+    assert err_fields(client.read_packet()[1])[:2] == (1421, "HY000")
+    client.send_packet(b"\x1c" + struct.pack("<II", stmt_id + 100, 10), 0)
+    assert err_fields(client.read_packet()[1])[:2] == (1243, "HY000")
+    serves(shop_proxy)
