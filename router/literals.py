@@ -131,5 +131,5 @@ def _timedelta_text(value: datetime.timedelta) -> str:
     seconds, micro = divmod(micros, 1_000_000)
     minutes, sec = divmod(seconds, 60)
     hours, minute = divmod(minutes, 60)
-    text = f"{sign}{hours}:{minute:02d}:{sec:02d}"
+    text = f"{sign}{hours:02d}:{minute:02d}:{sec:02d}"
     return f"{text}.{micro:06d}" if micro else text

@@ -7,6 +7,7 @@ read the same on both.
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING, Any
 
 import mysql.connector
@@ -375,3 +376,36 @@ def test_set_autocommit_reads_its_value_as_mariadb_does(both: list[pymysql.Conne
     for value in AUTOCOMMIT_VALUES:
         statements += [f"SET autocommit = {value}", "SELECT @@autocommit"]
     same(both, statements)
+
+
+TEMPORALS = [
+    datetime.date(2020, 1, 2),
+    datetime.datetime(2020, 1, 2, 3, 4, 5),
+    datetime.datetime(2020, 1, 2, 3, 4, 5, 120000),
+    datetime.timedelta(hours=3, minutes=4, seconds=5),
+    datetime.timedelta(days=-1, hours=20),
+]
+
+
+def test_prepared_writes_store_temporal_parameters_as_mariadb_does(
+    semantics_proxy: ProxyProcess, reference_db: ReferenceDB, both: list[pymysql.Connection]
+) -> None:
+    """A prepared write runs as text with its values as literals: a DATE parameter written to
+    a string column must read '2020-01-02', not '2020-01-02 00:00:00.000000'."""
+    servers = [
+        (semantics_proxy.host, semantics_proxy.port, "app", "app"),
+        (reference_db.instance.host, reference_db.instance.port, "root", ""),
+    ]
+    stored = []
+    for (host, port, user, password), conn in zip(servers, both, strict=True):
+        prepared = mysql.connector.connect(
+            host=host, port=port, user=user, password=password, database="reference",
+            use_pure=True, autocommit=True,
+        )  # fmt: skip
+        cursor = prepared.cursor(prepared=True)
+        cursor.execute("ALTER TABLE notes MODIFY body VARCHAR(40)")
+        for i, value in enumerate(TEMPORALS):
+            cursor.execute("INSERT INTO notes VALUES (%s, %s)", (i, value))
+        prepared.close()
+        stored.append(run(conn, ["SELECT id, body FROM notes"]))
+    assert stored[0] == stored[1]

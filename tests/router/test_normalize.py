@@ -214,7 +214,7 @@ def test_split_drops_empty_and_comment_only_pieces() -> None:
         (datetime.date(2024, 1, 31), "'2024-01-31'"),
         (datetime.datetime(2024, 1, 31, 12, 0, 1), "'2024-01-31 12:00:01'"),
         (datetime.time(1, 2, 3), "'01:02:03'"),
-        (datetime.timedelta(hours=-1, seconds=-2), "'-1:00:02'"),
+        (datetime.timedelta(hours=-1, seconds=-2), "'-01:00:02'"),
         (datetime.timedelta(days=1, microseconds=5), "'24:00:00.000005'"),
     ],
 )
