@@ -106,7 +106,10 @@ def render_param(value: object) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ProxyError(f"Parameter value {value!r} can't be sent to MySQL", 1210, "HY000")
-        return repr(value)
+        # A DOUBLE literal (`2.0` would be a DECIMAL, and read '2.0' where MariaDB reads '2'),
+        # and no negative zero, which MariaDB makes 0 for a parameter.
+        text = repr(value) if value else "0"
+        return text if "e" in text else text + "e0"
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ProxyError(f"Parameter value {value!r} can't be sent to MySQL", 1210, "HY000")

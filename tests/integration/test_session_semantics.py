@@ -378,20 +378,25 @@ def test_set_autocommit_reads_its_value_as_mariadb_does(both: list[pymysql.Conne
     same(both, statements)
 
 
-TEMPORALS = [
+PARAMETERS = [
     datetime.date(2020, 1, 2),
     datetime.datetime(2020, 1, 2, 3, 4, 5),
     datetime.datetime(2020, 1, 2, 3, 4, 5, 120000),
     datetime.timedelta(hours=3, minutes=4, seconds=5),
     datetime.timedelta(days=-1, hours=20),
+    2.0,  # a DOUBLE: '2', not the DECIMAL 2.0's '2.0'
+    -0.0,
+    0.1 + 0.2,
+    1e20,
 ]
 
 
-def test_prepared_writes_store_temporal_parameters_as_mariadb_does(
+def test_prepared_writes_store_parameters_as_mariadb_does(
     semantics_proxy: ProxyProcess, reference_db: ReferenceDB, both: list[pymysql.Connection]
 ) -> None:
     """A prepared write runs as text with its values as literals: a DATE parameter written to
-    a string column must read '2020-01-02', not '2020-01-02 00:00:00.000000'."""
+    a string column must read '2020-01-02', not '2020-01-02 00:00:00.000000', a DOUBLE 2
+    must read '2'."""
     servers = [
         (semantics_proxy.host, semantics_proxy.port, "app", "app"),
         (reference_db.instance.host, reference_db.instance.port, "root", ""),
@@ -404,7 +409,7 @@ def test_prepared_writes_store_temporal_parameters_as_mariadb_does(
         )  # fmt: skip
         cursor = prepared.cursor(prepared=True)
         cursor.execute("ALTER TABLE notes MODIFY body VARCHAR(40)")
-        for i, value in enumerate(TEMPORALS):
+        for i, value in enumerate(PARAMETERS):
             cursor.execute("INSERT INTO notes VALUES (%s, %s)", (i, value))
         prepared.close()
         stored.append(run(conn, ["SELECT id, body FROM notes"]))
