@@ -363,7 +363,7 @@ class Server:
             self, channel, connection_id, user.name, int(response.capabilities), login.database
         )
         session.nonce = nonce
-        session.state = login.state()
+        session.state = session.login_state = login.state()
         return session
 
 

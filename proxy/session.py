@@ -183,6 +183,8 @@ class Session:
         self.deadlock_victim = False
         self._statement_ids = itertools.count(1)
         self.nonce = b""  # the greeting's, which COM_CHANGE_USER's credentials answer too
+        # The state the login gave (its character set): what COM_RESET_CONNECTION goes back to.
+        self.login_state: tuple[tuple[str, str], ...] = ()
 
     def new_ids(self, count: int) -> list[int]:
         """Generated keys for the router (router.route.InsertRoute)."""
@@ -293,9 +295,10 @@ class Session:
 
     async def reset(self) -> None:
         """The session as a new connection has it (COM_RESET_CONNECTION): transaction rolled
-        back, variables and prepared statements gone; the user and database stay."""
+        back, variables and prepared statements gone; the user, the database and the login's
+        character set stay, as in MariaDB."""
         await self.end_transaction(commit=False)
-        self.state = ()
+        self.state = self.login_state
         self.autocommit = True
         self.next_transaction = None
         self.max_execution_time = 0
@@ -314,7 +317,9 @@ class Session:
         user = await authenticate(self.channel, self.runtime.config, login, self.nonce)
         self.user = user.name
         self.database = login.database
-        self.state = login.state()
+        if login.charset is not None:
+            self.login_state = login.state()
+        self.state = self.login_state
         self.channel.send(p.ok_packet(status=self.status()))
 
     async def handle_query(self, body: bytes) -> None:

@@ -295,3 +295,19 @@ def test_com_stmt_fetch_finds_no_cursor(raw, shop_proxy: ProxyProcess) -> None:
     client.send_packet(b"\x1c" + struct.pack("<II", stmt_id + 100, 10), 0)
     assert err_fields(client.read_packet()[1])[:2] == (1243, "HY000")
     serves(shop_proxy)
+
+
+def test_com_reset_connection_keeps_the_handshakes_character_set(
+    raw, shop_proxy: ProxyProcess
+) -> None:
+    """libmariadb's mysql_reset_connection() sends no SET NAMES after it: MariaDB keeps the
+    character set the client logged in with, and so must the proxy."""
+    client = raw()
+    response = bytearray(client.handshake_response("app", "app", "shop"))
+    response[8] = 8  # latin1_swedish_ci
+    client.send_packet(bytes(response), 1)
+    assert client.read_packet()[1][:1] == b"\x00"
+    for _ in range(2):
+        assert b"\x06latin1" in client.query("SELECT @@character_set_client")
+        client.send_packet(b"\x1f", 0)  # COM_RESET_CONNECTION
+        assert client.read_packet()[1][:1] == b"\x00"
