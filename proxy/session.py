@@ -891,7 +891,7 @@ class Session:
             raise XaError(self.txn_aborted + "; end it with ROLLBACK")
         if plan.implicit_commit:
             await self.end_transaction(commit=True)
-        elif not self.autocommit and not self.in_txn:
+        elif not self.autocommit and not self.in_txn and not plan.tableless:
             self.in_txn = True
         elif self.next_transaction is not None and not self.in_txn:
             self._autocommit_transaction(plan)

@@ -129,7 +129,8 @@ def plan_dml(
         if is_information_schema(tree):
             return plan_information_schema(tree, text, tables, session)  # type: ignore[return-value]
         template = Template.build(text, rewriter.edits)
-        return FixedRoute(Route.UNSHARDED, template, (Target(session.default_backend(), ()),))
+        target = Target(session.default_backend(), ())
+        return FixedRoute(Route.UNSHARDED, template, (target,), tableless=True)
     rewriter.rename_tables(tree)
     current = session.current()
     rewriter.replace_database_calls(tree, current.name if current is not None else None)
@@ -205,7 +206,8 @@ def _plan_unsharded(
             return _fixed(Route.BROADCAST, template, list(written.backends), refs, True)
         backend = tables.uses[0].table.nodes[0].backend
         return _fixed(Route.BROADCAST, template, [backend], refs, False)
-    return _fixed(Route.UNSHARDED, template, [session.default_backend()], refs, is_write)
+    route = _fixed(Route.UNSHARDED, template, [session.default_backend()], refs, is_write)
+    return replace(route, tableless=not is_write)
 
 
 def _fixed(

@@ -319,6 +319,8 @@ class QueryPlan:
     generated_ids: tuple[int, ...] = ()
     # Conditions the statement reports besides the backends' own.
     notes: tuple[Note, ...] = ()
+    # A read of no table (SELECT 1, SELECT @@x): with autocommit off, it starts no transaction.
+    tableless: bool = False
 
     def __str__(self) -> str:
         kind = "write" if self.is_write else "read"

@@ -414,3 +414,29 @@ def test_prepared_writes_store_parameters_as_mariadb_does(
         prepared.close()
         stored.append(run(conn, ["SELECT id, body FROM notes"]))
     assert stored[0] == stored[1]
+
+
+def test_with_autocommit_off_a_read_of_no_table_starts_no_transaction(
+    both: list[pymysql.Connection],
+) -> None:
+    """SELECT 1 (a pool's validation query) must not start a transaction: drivers read the
+    status flag, and mysql-connector's start_transaction() refuses while it is set."""
+    same(
+        both,
+        [
+            "SET autocommit = 0",
+            "SELECT 1",
+            "SELECT @@in_transaction",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",  # 1568 inside a transaction
+            "SELECT COUNT(*) FROM notes",
+            "SELECT @@in_transaction",
+            "ROLLBACK",
+            "SET autocommit = 1",
+        ],
+    )
+    for conn in both:
+        with conn.cursor() as cursor:
+            cursor.execute("SET autocommit = 0")
+            cursor.execute("SELECT 1")
+        assert not conn.server_status & 1, "SERVER_STATUS_IN_TRANS after SELECT 1"
+        conn.rollback()
