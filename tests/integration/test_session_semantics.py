@@ -440,3 +440,29 @@ def test_with_autocommit_off_a_read_of_no_table_starts_no_transaction(
             cursor.execute("SELECT 1")
         assert not conn.server_status & 1, "SERVER_STATUS_IN_TRANS after SELECT 1"
         conn.rollback()
+
+
+def test_limit_parameters_bound_as_strings(
+    semantics_proxy: ProxyProcess, reference_db: ReferenceDB, both: list[pymysql.Connection]
+) -> None:
+    """PHP's PDO binds every parameter as a string: MariaDB takes LIMIT '1', '5' as numbers,
+    also when the read runs on every shard."""
+    servers = [
+        (semantics_proxy.host, semantics_proxy.port, "app", "app"),
+        (reference_db.instance.host, reference_db.instance.port, "root", ""),
+    ]
+    seen = []
+    for (host, port, user, password), conn in zip(servers, both, strict=True):
+        run(conn, ["INSERT INTO items VALUES (3, 3), (4, 4), (5, 5)"])
+        prepared = mysql.connector.connect(
+            host=host, port=port, user=user, password=password, database="reference",
+            use_pure=True, autocommit=True,
+        )  # fmt: skip
+        cursor = prepared.cursor(prepared=True)
+        cursor.execute("SELECT k FROM items ORDER BY k LIMIT ?, ?", ("1", "3"))
+        seen.append(cursor.fetchall())
+        cursor.execute("SELECT k FROM items WHERE k = 1 LIMIT ?", ("5",))
+        seen.append(cursor.fetchall())
+        prepared.close()
+    assert seen[:2] == seen[2:]
+    assert seen[0] == [(2,), (3,), (4,)]
