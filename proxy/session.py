@@ -76,6 +76,7 @@ from router.errors import (
     NoDatabaseSelected,
     NoShardForValue,
     NotSupported,
+    ParseError,
     ProxyError,
     SpecificAccessDenied,
     UnknownDatabase,
@@ -116,6 +117,8 @@ log = logging.getLogger("shardproxy.session")
 # `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
 # Reads that must see the primary: locking reads, and the hint that forces it.
 _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
+# SET values that are not expressions to plan: SET NAMES x COLLATE y, SET SESSION TRANSACTION.
+_NOT_EXPRESSIONS = frozenset({"names", "character set", "session transaction"})
 # SET last_insert_id / identity set LAST_INSERT_ID() itself.
 _LAST_INSERT_ID_VARIABLES = frozenset({"last_insert_id", "identity"})
 _RETURNING = re.compile(r"\bRETURNING\b", re.I)
@@ -672,6 +675,7 @@ class Session:
                 conn.state = self.state
 
     async def _run_sets(self, assignments: list[SetVar], state: dict[str, str]) -> None:
+        backend, assignments = self._routed_sets(assignments)
         readback: list[str] = []
         parts = []
         for a in assignments:
@@ -682,7 +686,7 @@ class Session:
                 parts.append(assignment_sql(a.name, a.value_sql))
                 if a.name not in ("names", "character set"):
                     readback.append(a.name)
-        conn, pooled = await self.connection(self.default_backend())
+        conn, pooled = await self.connection(backend)
         clean = False
         try:
             plain = [s for s in parts if s is not None]
@@ -707,6 +711,45 @@ class Session:
         finally:
             if pooled:
                 conn.pool.release(conn, clean)
+
+    def _routed_sets(self, assignments: list[SetVar]) -> tuple[str, list[SetVar]]:
+        """The backend to run the SETs on, and their values as it must read them: a value
+        calling a function (`LAST_INSERT_ID()`, a subquery) is planned as a SELECT, so its
+        tables get their physical names and backend, and the session's LAST_INSERT_ID(),
+        ROW_COUNT(), CONNECTION_ID() are the session's, not the pooled connection's."""
+        backends = set()
+        routed = []
+        for a in assignments:
+            if "(" in a.value_sql and a.name not in _NOT_EXPRESSIONS and self.database:
+                found = self._routed_value(a.value_sql)
+                if found is not None:
+                    if found[0] is not None:
+                        backends.add(found[0])
+                    a = SetVar(a.name, found[1])
+            routed.append(a)
+        if len(backends) > 1:
+            raise NotSupported("SET with values read from tables on different backends")
+        return (backends.pop() if backends else self.default_backend()), routed
+
+    def _routed_value(self, value_sql: str) -> tuple[str | None, str] | None:
+        """(backend, value) of one SET value, planned as `SELECT (value) AS v` (backend None:
+        it reads no table, any will do); None when the router can't read it as an expression
+        (the value goes to the backend as written)."""
+        try:
+            plan = self.runtime.router.plan(
+                f"SELECT ({value_sql}) AS v", self.database, new_ids=self.new_ids
+            )
+        except ParseError:
+            return None
+        if not isinstance(plan, QueryPlan) or len(plan.units) != 1:
+            raise NotSupported("this SET value")
+        if session_values.PREFIX in plan.units[0].sql:
+            plan = self._with_session_values(plan)
+        unit = plan.units[0]
+        if not (unit.sql.startswith("SELECT (") and unit.sql.endswith(") AS v")):
+            return None
+        value = unit.sql[len("SELECT ") : -len(" AS v")]
+        return (None if plan.tableless else unit.backend), value
 
     async def set_autocommit(self, value_sql: str, state: dict[str, str]) -> None:
         """autocommit is the proxy's (it decides when transactions start); the backend

@@ -466,3 +466,24 @@ def test_limit_parameters_bound_as_strings(
         prepared.close()
     assert seen[:2] == seen[2:]
     assert seen[0] == [(2,), (3,), (4,)]
+
+
+def test_set_values_read_the_sessions_functions_and_logical_tables(
+    both: list[pymysql.Connection],
+) -> None:
+    """INSERT ...; SET @id = LAST_INSERT_ID(); INSERT child (parent_id) VALUES (@id): the SET
+    ran as written on a pooled connection of the default backend, where LAST_INSERT_ID() is
+    another connection's (0 here) and `notes` (on ds1) doesn't exist."""
+    same(
+        both,
+        [
+            "ALTER TABLE notes MODIFY id INT AUTO_INCREMENT",
+            "INSERT INTO notes (body) VALUES ('a')",
+            "INSERT INTO notes (body) VALUES ('b')",
+            "SET @last = LAST_INSERT_ID()",
+            "SET @n = (SELECT COUNT(*) FROM notes), @m = CONCAT(@last, 'x')",
+            "SELECT @last, @n, @m",
+            "INSERT INTO notes VALUES (@last + 10, CONCAT(@m, @n))",
+            "SELECT id, body FROM notes",
+        ],
+    )
