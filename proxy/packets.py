@@ -76,6 +76,7 @@ COM_STMT_SEND_LONG_DATA = 0x18
 COM_STMT_CLOSE = 0x19
 COM_STMT_RESET = 0x1A
 COM_SET_OPTION = 0x1B
+COM_STMT_FETCH = 0x1C
 COM_RESET_CONNECTION = 0x1F
 
 # Column types used by result sets the proxy builds itself.

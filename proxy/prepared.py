@@ -159,15 +159,21 @@ def _temporal(code: int, data: bytes) -> object:
         micro = struct.unpack_from("<I", data, 8)[0] if len(data) >= 12 else 0
         delta = datetime.timedelta(days, seconds, micro, 0, minutes, hours)
         return -delta if negative else delta
+    # The text MariaDB makes of the value, which is what a string column stores: a DATE has no
+    # time, a DATETIME fractions only when it has some.
     if not data:
-        return "0000-00-00 00:00:00"
+        return "0000-00-00" if code == 0x0A else "0000-00-00 00:00:00"
     year, month, day = struct.unpack_from("<HBB", data)
+    date = f"{year:04d}-{month:02d}-{day:02d}"
+    if code == 0x0A:
+        return date
     hour = minute = second = micro = 0
     if len(data) >= 7:
         hour, minute, second = struct.unpack_from("<BBB", data, 4)
     if len(data) >= 11:
         micro = struct.unpack_from("<I", data, 7)[0]
-    return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}.{micro:06d}"
+    text = f"{date} {hour:02d}:{minute:02d}:{second:02d}"
+    return f"{text}.{micro:06d}" if micro else text
 
 
 def unmark(sql: str) -> tuple[str, list[int]]:

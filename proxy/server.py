@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
 import logging
 import os
@@ -19,11 +17,11 @@ import ssl
 from dataclasses import dataclass, replace
 
 from mysql_mimic import packets as mimic_packets
-from mysql_mimic.auth import NativePasswordAuthPlugin
 from mysql_mimic.charset import CharacterSet
 from mysql_mimic.types import Capabilities, ServerStatus
 
 from proxy import packets as p
+from proxy.auth import NATIVE_PASSWORD, Login, authenticate
 from proxy.backend import Backends
 from proxy.catalog import Catalog
 from proxy.channel import ClientChannel, ClientClosed, ProtocolViolation
@@ -38,13 +36,11 @@ from proxy.workers_control import WorkerControl, WorkerRole
 from proxy.xa import Coordinator
 from router.config import Config, Listener
 from router.config_loader import load_config
-from router.errors import AccessDenied, ConfigError, DbAccessDenied, ProxyError, UnknownDatabase
+from router.errors import ConfigError, ProxyError
 from router.planner import Router
 
 log = logging.getLogger("shardproxy.server")
 
-NATIVE_PASSWORD = "mysql_native_password"
-CACHING_SHA2 = "caching_sha2_password"
 VERSION_SUFFIX = "-shardproxy"
 HANDSHAKE_TIMEOUT = 10.0
 _NONCE_CHARS = bytes(range(0x21, 0x7F)).replace(b"\\", b"")
@@ -349,44 +345,25 @@ class Server:
                 "--require_secure_transport=ON.",
             )
             return None
-        auth_response = response.auth_response
-        plugin = response.client_plugin
-        if plugin not in (None, NATIVE_PASSWORD, CACHING_SHA2):
-            # Ask the client to answer with mysql_native_password on the same nonce.
-            channel.send(b"\xfe" + NATIVE_PASSWORD.encode() + b"\x00" + nonce + b"\x00")
-            await channel.drain()
-            auth_response = await channel.read_packet()
-            plugin = NATIVE_PASSWORD
-        check = _sha2_password_ok if plugin == CACHING_SHA2 else _password_ok
+        login = Login(
+            response.username,
+            response.auth_response,
+            response.client_plugin,
+            response.database or None,
+            response.client_charset.name,
+        )
         try:
-            user = config.users.get(response.username)
-            if user is None or not check(user.password, auth_response, nonce):
-                raise AccessDenied(
-                    f"Access denied for user '{response.username}'@'{_peer(channel)}' "
-                    f"(using password: {'YES' if auth_response else 'NO'})"
-                )
-            database = response.database or None
-            if database is not None:
-                if database not in config.databases:
-                    raise UnknownDatabase(database)
-                if user.databases is not None and database not in user.databases:
-                    raise DbAccessDenied(
-                        f"Access denied for user '{user.name}'@'%' to database '{database}'"
-                    )
+            user = await authenticate(channel, config, login, nonce)
         except ProxyError as exc:
             channel.send_error(exc.code, exc.sqlstate, exc.message)
             return None
-        if plugin == CACHING_SHA2:
-            channel.send(b"\x01\x03")  # fast_auth_success: the scramble matched
         channel.send(p.ok_packet(status=p.SERVER_STATUS_AUTOCOMMIT))
         await channel.drain()
         session = Session(
-            self, channel, connection_id, user.name, int(response.capabilities), database
+            self, channel, connection_id, user.name, int(response.capabilities), login.database
         )
-        charset = response.client_charset.name
-        if charset != "utf8mb4":
-            # The handshake's character set is the session's, as if it had sent SET NAMES.
-            session.state = (("names", charset),)
+        session.nonce = nonce
+        session.state = session.login_state = login.state()
         return session
 
 
@@ -456,28 +433,3 @@ def _tls_context(listen: Listener) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(listen.tls_cert, listen.tls_key)
     return context
-
-
-def _sha2_password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:
-    """caching_sha2_password's fast path: the proxy knows the password, so every login is a
-    cache hit. scramble = SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + nonce)."""
-    if not password:
-        return not scramble
-    digest = hashlib.sha256(password.encode()).digest()
-    mask = hashlib.sha256(hashlib.sha256(digest).digest() + nonce).digest()
-    expected = bytes(a ^ b for a, b in zip(digest, mask, strict=True))
-    return hmac.compare_digest(expected, scramble)
-
-
-def _password_ok(password: str, scramble: bytes, nonce: bytes) -> bool:
-    if not password:
-        return not scramble
-    if not scramble:
-        return False
-    stored = NativePasswordAuthPlugin.create_auth_string(password)
-    return NativePasswordAuthPlugin().verify_scramble(stored, scramble, nonce)
-
-
-def _peer(channel: ClientChannel) -> str:
-    peer = channel.stream.get_extra_info("peername")
-    return str(peer[0]) if peer else "localhost"

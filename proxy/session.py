@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxy import packets as p
 from proxy.admin import admin_show, explain_shards, xa_transactions
+from proxy.auth import authenticate, parse_change_user
 from proxy.backend import (
     BackendConnection,
     BackendError,
@@ -46,7 +47,15 @@ from proxy.executor import (
     with_time_limit,
 )
 from proxy.merge_exec import merge_reads
-from proxy.metadata import Column, Result, client_host, field_list, run_metadata, send_result
+from proxy.metadata import (
+    Column,
+    Result,
+    client_host,
+    fetch,
+    field_list,
+    run_metadata,
+    send_result,
+)
 from proxy.prepared import (
     ClientStatement,
     StatementNotFound,
@@ -57,6 +66,7 @@ from proxy.prepared import (
     prepare_ok,
     unmark,
 )
+from proxy.variables import read_back
 from proxy.xa import XaError, XaStartFailed, xid_sql
 from router import session_values
 from router.errors import (
@@ -66,6 +76,7 @@ from router.errors import (
     NoDatabaseSelected,
     NoShardForValue,
     NotSupported,
+    ParseError,
     ProxyError,
     SpecificAccessDenied,
     UnknownDatabase,
@@ -96,24 +107,39 @@ from router.plan import (
 )
 from router.planner import split_statements
 from router.quoting import ansi_sql_mode, backtick_names
+from router.statements import user_variable
 
 if TYPE_CHECKING:
     from proxy.server import Runtime, Server
 
 log = logging.getLogger("shardproxy.session")
 
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # `@name :=` outside quotes is rare enough that a regex over the statement is a fine detector.
 # Reads that must see the primary: locking reads, and the hint that forces it.
 _PRIMARY_ONLY = ("FOR UPDATE", "LOCK IN SHARE MODE", "FOR SHARE", "SHARDPROXY:PRIMARY")
-_ASSIGNS = re.compile(r"(@[A-Za-z0-9_$.]+|@`[^`]+`)\s*:=")
+# SET values that are not expressions to plan: SET NAMES x COLLATE y, SET SESSION TRANSACTION.
+_NOT_EXPRESSIONS = frozenset({"names", "character set", "session transaction"})
+# SET last_insert_id / identity set LAST_INSERT_ID() itself.
+_LAST_INSERT_ID_VARIABLES = frozenset({"last_insert_id", "identity"})
+_RETURNING = re.compile(r"\bRETURNING\b", re.I)
+_SETS_INSERT_ID = re.compile(r"\bLAST_INSERT_ID\s*\(", re.I)
+_ASSIGNS = re.compile(
+    r"""@([A-Za-z0-9_$.]+|`(?:[^`]|``)+`|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")\s*:="""
+)
 # ER_QUERY_INTERRUPTED: what a statement stopped by KILL QUERY answers.
 _INTERRUPTED = 1317
-_TRUE = {"1", "on", "true", "'on'", "'1'"}
-_FALSE = {"0", "off", "false", "'off'", "'0'"}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_TRUE = {"1", "on", "true"}
+_FALSE = {"0", "off", "false"}
+# An expression of these types is refused by SET autocommit (1232): DECIMAL, FLOAT, DOUBLE.
+_NOT_INTEGERS = {0x00, 0xF6, 0x04, 0x05}
+_INTEGERS = {0x01, 0x02, 0x03, 0x08, 0x09}
 # The pool's own connection character set; SET NAMES of it changes nothing.
 _POOL_CHARSET = "utf8mb4"
 ER_LOCK_DEADLOCK = 1213
+# MariaDB's default max_prepared_stmt_count, here per session: a client that never closes its
+# statements gets MariaDB's error, not a proxy growing without bound.
+MAX_PREPARED_STATEMENTS = 16382
 
 
 class Session:
@@ -159,6 +185,9 @@ class Session:
         self.running_since = 0.0
         self.deadlock_victim = False
         self._statement_ids = itertools.count(1)
+        self.nonce = b""  # the greeting's, which COM_CHANGE_USER's credentials answer too
+        # The state the login gave (its character set): what COM_RESET_CONNECTION goes back to.
+        self.login_state: tuple[tuple[str, str], ...] = ()
 
     def new_ids(self, count: int) -> list[int]:
         """Generated keys for the router (router.route.InsertRoute)."""
@@ -220,16 +249,10 @@ class Session:
                 self.multi_statements = body[:2] == b"\x00\x00"
                 self.channel.send(p.eof_packet(self.status()))
             elif command == p.COM_RESET_CONNECTION:
-                await self.end_transaction(commit=False)
-                self.state = ()
-                self.autocommit = True
-                self.next_transaction = None
-                self.max_execution_time = 0
-                self.last_insert_id = 0
-                self.row_count = -1
-                self.found_rows = 0
-                self.diagnostics.clear()
+                await self.reset()
                 self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_CHANGE_USER:
+                await self.change_user(body)
             elif command == p.COM_STMT_PREPARE:
                 await self.stmt_prepare(body)
             elif command == p.COM_STMT_EXECUTE:
@@ -245,6 +268,15 @@ class Session:
                     raise StatementNotFound("Unknown prepared statement handler given to RESET")
                 stmt.long_data.clear()
                 self.channel.send(p.ok_packet(status=self.status()))
+            elif command == p.COM_STMT_FETCH:
+                # Executions never open a cursor (no SERVER_STATUS_CURSOR_EXISTS): rows come
+                # with the execution, and a fetch finds no cursor, as in MariaDB.
+                stmt_id = struct.unpack_from("<I", body)[0] if len(body) >= 4 else 0
+                if stmt_id not in self.statements:
+                    raise StatementNotFound(
+                        f"Unknown prepared statement handler ({stmt_id}) given to mysqld_stmt_fetch"
+                    )
+                raise ProxyError(f"The statement ({stmt_id}) has no open cursor", 1421, "HY000")
             elif command == p.COM_FIELD_LIST:
                 await field_list(self, body)
             elif command == p.COM_PROCESS_KILL and len(body) >= 4:
@@ -259,8 +291,39 @@ class Session:
             message = exc.message
             if isinstance(exc, BackendError):
                 message = self.runtime.names.message(message)  # never a physical name
+            if "/*?" in message:  # quoting a prepared statement: its `?`, not the router's marks
+                message = unmark(message)[0]
             self.diagnostics.error(exc.code, message)
             self.channel.send_error(exc.code, exc.sqlstate, message)
+
+    async def reset(self) -> None:
+        """The session as a new connection has it (COM_RESET_CONNECTION): transaction rolled
+        back, variables and prepared statements gone; the user, the database and the login's
+        character set stay, as in MariaDB."""
+        await self.end_transaction(commit=False)
+        self.state = self.login_state
+        self.autocommit = True
+        self.next_transaction = None
+        self.max_execution_time = 0
+        self.last_insert_id = 0
+        self.row_count = -1
+        self.found_rows = 0
+        self.diagnostics.clear()
+        self.statements.clear()
+
+    async def change_user(self, body: bytes) -> None:
+        """COM_CHANGE_USER: the session is reset, then the client logs in again (answering the
+        greeting's nonce). As in MariaDB, a refused login leaves the reset session as it was
+        (same user, same database) and the connection open."""
+        login = parse_change_user(body, self.capabilities)
+        await self.reset()
+        user = await authenticate(self.channel, self.runtime.config, login, self.nonce)
+        self.user = user.name
+        self.database = login.database
+        if login.charset is not None:
+            self.login_state = login.state()
+        self.state = self.login_state
+        self.channel.send(p.ok_packet(status=self.status()))
 
     async def handle_query(self, body: bytes) -> None:
         sql = body.decode("utf-8", "surrogateescape")
@@ -299,14 +362,18 @@ class Session:
             await self.run_query(plan, more, send)
         elif isinstance(plan, UsePlan):
             self.use(plan.database)
+            self.row_count = 0
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, SetPlan):
             await self.apply_set(plan.assignments)
+            self.row_count = 0
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, TransactionPlan):
-            await self.transaction(plan.action)
+            await self.transaction(plan)
+            self.row_count = 0
             self.channel.send(p.ok_packet(status=self.status(more)))
         elif isinstance(plan, ShowPlan):
+            self.row_count = -1
             self.show(plan, more, binary)
         elif isinstance(plan, ADMIN_PLANS):
             await self.admin(plan, more, binary)
@@ -366,6 +433,13 @@ class Session:
 
     async def stmt_prepare(self, body: bytes) -> None:
         """COM_STMT_PREPARE: metadata from preparing the physical SQL of one data node."""
+        if len(self.statements) >= MAX_PREPARED_STATEMENTS:
+            raise ProxyError(
+                "Can't create more than max_prepared_stmt_count statements "
+                f"(current value: {MAX_PREPARED_STATEMENTS})",
+                1461,
+                "42000",
+            )
         sql = body.decode("utf-8", "surrogateescape")
         if self.state and '"' in sql and self._ansi_quotes():
             sql = backtick_names(sql)
@@ -381,6 +455,8 @@ class Session:
         except (NoShardForValue, NotSupported):
             plan = None  # decided by the values at execution
         if isinstance(plan, QueryPlan) and plan.units and not plan.implicit_commit:
+            if session_values.PREFIX in plan.units[0].sql:  # typed as at execution
+                plan = self._with_session_values(plan)
             unit = plan.units[0]
             conn, pooled = await self.connection(unit.backend)
             try:
@@ -432,7 +508,11 @@ class Session:
                 plan = router.plan(
                     sql, self.database, values, keep_markers=True, new_ids=self.new_ids
                 )
-            if isinstance(plan, QueryPlan) and not plan.is_write and not plan.implicit_commit:
+            if (
+                isinstance(plan, QueryPlan)
+                and (not plan.is_write or _returning(plan))
+                and not plan.implicit_commit
+            ):  # a result set: binary rows, so a backend prepared statement runs it
                 await self.run_query(plan, False, make_sender(params, stmt.physical))
                 return
             # Answered with OK packets (or the proxy's own rows): run as text with the values.
@@ -547,6 +627,13 @@ class Session:
                 await self.set_autocommit(a.value_sql, state)
             elif a.name == "transaction":
                 # SET TRANSACTION without SESSION: only the next transaction's branches get it.
+                if self.in_txn:
+                    raise ProxyError(
+                        "Transaction characteristics can't be changed while a transaction is "
+                        "in progress",
+                        1568,
+                        "25001",
+                    )
                 self.next_transaction = a.value_sql
             elif a.name == "max_execution_time":
                 self.max_execution_time = _milliseconds(a.value_sql)
@@ -561,9 +648,34 @@ class Session:
                 remote.append(a)
         if remote:
             await self._run_sets(remote, state)
+        for name in _LAST_INSERT_ID_VARIABLES & state.keys():
+            # The session's LAST_INSERT_ID() is the proxy's, not any connection's.
+            self.last_insert_id = int(state.pop(name).strip("'"))
         self.state = tuple(state.items())
+        await self._sync_branches()
+
+    async def _consume_insert_id(self) -> None:
+        """SET insert_id is for the next INSERT only (MariaDB resets it once used): replayed
+        with the rest of the state on every later connection, it would give every later
+        INSERT the same AUTO_INCREMENT value."""
+        state = dict(self.state)
+        del state["insert_id"]
+        self.state = tuple(state.items())
+        await self._sync_branches()
+
+    async def _sync_branches(self) -> None:
+        """Give the session's state to every connection its open transaction holds: a SET ran
+        on one of them at most, and a reset would end their branches."""
+        want = dict(self.state)
+        for conn in self.txn_conns.values():
+            if conn.state != self.state:
+                sql = _restate_sql(dict(conn.state), want)
+                if sql is not None:
+                    await conn.execute(sql)
+                conn.state = self.state
 
     async def _run_sets(self, assignments: list[SetVar], state: dict[str, str]) -> None:
+        backend, assignments = self._routed_sets(assignments)
         readback: list[str] = []
         parts = []
         for a in assignments:
@@ -574,7 +686,7 @@ class Session:
                 parts.append(assignment_sql(a.name, a.value_sql))
                 if a.name not in ("names", "character set"):
                     readback.append(a.name)
-        conn, pooled = await self.connection(self.default_backend())
+        conn, pooled = await self.connection(backend)
         clean = False
         try:
             plain = [s for s in parts if s is not None]
@@ -584,41 +696,128 @@ class Session:
                 if a.name == "session transaction":
                     await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")
             if readback:
-                exprs = ", ".join(n if n.startswith("@") else f"@@session.{n}" for n in readback)
-                (row,) = await conn.query(f"SELECT {exprs}")
-                for name, value in zip(readback, row, strict=True):
-                    state[name] = _literal(value)
+                state.update(await read_back(conn, readback))
+            if "NO_BACKSLASH_ESCAPES" in state.get("sql_mode", "").upper():
+                # The proxy reads and writes string literals with backslash escapes: under
+                # this mode a rendered parameter could end its string early.
+                undo = _restate_sql(state, dict(self.state))
+                if undo is not None:
+                    await conn.execute(undo)
+                conn.state = self.state
+                clean = True
+                raise NotSupported("sql_mode NO_BACKSLASH_ESCAPES")
             conn.state = tuple(state.items())
             clean = True
         finally:
             if pooled:
                 conn.pool.release(conn, clean)
 
+    def _routed_sets(self, assignments: list[SetVar]) -> tuple[str, list[SetVar]]:
+        """The backend to run the SETs on, and their values as it must read them: a value
+        calling a function (`LAST_INSERT_ID()`, a subquery) is planned as a SELECT, so its
+        tables get their physical names and backend, and the session's LAST_INSERT_ID(),
+        ROW_COUNT(), CONNECTION_ID() are the session's, not the pooled connection's."""
+        backends = set()
+        routed = []
+        for a in assignments:
+            if "(" in a.value_sql and a.name not in _NOT_EXPRESSIONS and self.database:
+                found = self._routed_value(a.value_sql)
+                if found is not None:
+                    if found[0] is not None:
+                        backends.add(found[0])
+                    a = SetVar(a.name, found[1])
+            routed.append(a)
+        if len(backends) > 1:
+            raise NotSupported("SET with values read from tables on different backends")
+        return (backends.pop() if backends else self.default_backend()), routed
+
+    def _routed_value(self, value_sql: str) -> tuple[str | None, str] | None:
+        """(backend, value) of one SET value, planned as `SELECT (value) AS v` (backend None:
+        it reads no table, any will do); None when the router can't read it as an expression
+        (the value goes to the backend as written)."""
+        try:
+            plan = self.runtime.router.plan(
+                f"SELECT ({value_sql}) AS v", self.database, new_ids=self.new_ids
+            )
+        except ParseError:
+            return None
+        if not isinstance(plan, QueryPlan) or len(plan.units) != 1:
+            raise NotSupported("this SET value")
+        if session_values.PREFIX in plan.units[0].sql:
+            plan = self._with_session_values(plan)
+        unit = plan.units[0]
+        if not (unit.sql.startswith("SELECT (") and unit.sql.endswith(") AS v")):
+            return None
+        value = unit.sql[len("SELECT ") : -len(" AS v")]
+        return (None if plan.tableless else unit.backend), value
+
     async def set_autocommit(self, value_sql: str, state: dict[str, str]) -> None:
         """autocommit is the proxy's (it decides when transactions start); the backend
         connections carry the same value so that @@autocommit reads back right."""
-        value = value_sql.strip().lower()
-        if value in _TRUE:
-            if self.in_txn:
+        value = await self._autocommit_value(value_sql.strip())
+        if value:
+            if self.in_txn and not self.autocommit:  # from 0 to 1 only: a commit, as in MySQL
                 await self.end_transaction(commit=True)
             self.autocommit = True
             state.pop("autocommit", None)
-        elif value in _FALSE:
+        else:
             self.autocommit = False
             state["autocommit"] = "0"
+
+    async def _autocommit_value(self, value_sql: str) -> bool:
+        """The value SET autocommit = value_sql gives, as MariaDB reads it: ON / OFF / 1 / 0
+        / TRUE / FALSE / DEFAULT, a quoted 'ON' or 'OFF', or an expression (@saved, 1 + 0)
+        that the default backend evaluates."""
+        lowered = value_sql.lower()
+        if lowered in _TRUE or lowered == "default":
+            return True
+        if lowered in _FALSE:
+            return False
+        accepted = ("on", "off")  # from a string; from an integer, 1 and 0
+        if value_sql[:1] in ("'", '"') and value_sql[-1:] == value_sql[:1]:
+            text = value_sql[1:-1]
+        elif _WORD.fullmatch(value_sql):  # a bare word is a name for a value, like ON
+            text = value_sql
         else:
-            raise ProxyError(
-                f"Variable 'autocommit' can't be set to the value of '{value_sql}'", 1231, "42000"
-            )
+            pool = self.runtime.backends[self.default_backend()]
+            conn = await pool.acquire(self.state)
+            clean = False
+            try:
+                result = await fetch(conn, f"SELECT {value_sql}")
+                clean = True
+            finally:
+                pool.release(conn, clean)
+            (text_bytes,) = result.rows[0]
+            text = "NULL" if text_bytes is None else text_bytes.decode("utf-8", "replace")
+            column_type = result.columns[0].type
+            if column_type in _NOT_INTEGERS:
+                raise ProxyError("Incorrect argument type to variable 'autocommit'", 1232, "42000")
+            if column_type in _INTEGERS:
+                accepted = ("1", "0")
+        if text.lower() in accepted:
+            return text.lower() in ("1", "on")
+        raise ProxyError(
+            f"Variable 'autocommit' can't be set to the value of '{text}'", 1231, "42000"
+        )
 
     # --- transactions -----------------------------------------------------------------------
 
-    async def transaction(self, action: TxnAction) -> None:
-        if action is TxnAction.BEGIN:
+    async def transaction(self, plan: TransactionPlan) -> None:
+        """BEGIN / START TRANSACTION [READ ONLY | READ WRITE], COMMIT / ROLLBACK [AND CHAIN].
+
+        A transaction's own access mode, like SET TRANSACTION's, is set on each branch's
+        connection before its XA START (see `connection`)."""
+        characteristics = self.next_transaction
+        if plan.action is TxnAction.BEGIN:
             await self.end_transaction(commit=True)
+            if plan.access is not None:
+                self.next_transaction = _with_access(self.next_transaction, plan.access)
             self.in_txn = True
-        else:
-            await self.end_transaction(commit=action is TxnAction.COMMIT)
+            return
+        await self.end_transaction(commit=plan.action is TxnAction.COMMIT)
+        if plan.chain:
+            self.next_transaction = characteristics
+            self.in_txn = True
 
     async def end_transaction(self, commit: bool) -> None:
         """Commit (XA, one phase when one branch) or roll back, and release pinned connections."""
@@ -728,12 +927,17 @@ class Session:
         # ROW_COUNT() as MariaDB keeps it: -1 after a result set, 0 after DDL, else the
         # affected rows (set where the OK is sent).
         self.row_count = 0 if plan.implicit_commit else -1
+        if len(plan.units) > 1 and _returning(plan):
+            # Each unit's rows would have to be merged into one result: run_writes reads OKs.
+            raise NotSupported("RETURNING in a write over several shards or copies")
         if self.txn_aborted is not None and not plan.implicit_commit:
             raise XaError(self.txn_aborted + "; end it with ROLLBACK")
         if plan.implicit_commit:
             await self.end_transaction(commit=True)
-        elif not self.autocommit and not self.in_txn:
+        elif not self.autocommit and not self.in_txn and not plan.tableless:
             self.in_txn = True
+        elif self.next_transaction is not None and not self.in_txn:
+            self._autocommit_transaction(plan)
         limit = time_limit(self.statement, self.max_execution_time)
         if limit and not plan.is_write and not plan.implicit_commit:
             send = with_time_limit(send, limit)
@@ -742,9 +946,20 @@ class Session:
                 await self._watched(self._run_in_transaction(plan, more, send), in_txn=True)
             else:
                 await self._run_autocommit(plan, more, send)
+            if plan.is_write and self.state and any(n == "insert_id" for n, _ in self.state):
+                await self._consume_insert_id()
         finally:
             if plan.implicit_commit:  # DDL: the metadata catalog follows before the client's OK
                 await self.runtime.catalog.after_ddl(unit.sql for unit in plan.units)
+
+    def _autocommit_transaction(self, plan: QueryPlan) -> None:
+        """SET TRANSACTION is for the next transaction, and an autocommit statement is one:
+        it takes the characteristics (a write in a READ ONLY one fails, and leaves them for
+        the next statement, as in MariaDB). Only the access mode matters for one statement."""
+        characteristics = self.next_transaction or ""
+        if plan.is_write and "READ ONLY" in _modes(characteristics):
+            raise ProxyError("Cannot execute statement in a READ ONLY transaction", 1792, "25006")
+        self.next_transaction = None
 
     def _with_session_values(self, plan: QueryPlan) -> QueryPlan:
         """USER(), CURRENT_USER(), CONNECTION_ID() as this session's (router.session_values)."""
@@ -783,15 +998,7 @@ class Session:
         if len(units) == 1:
             conn, _ = await self.connection(units[0].backend, read)
             try:
-                outcome = await relay_single(
-                    conn, units[0], self.channel, names, self.status(more), send,
-                    _first(plan.generated_ids),
-                )  # fmt: skip
-                self._inserted(outcome.last_insert_id)
-                self._counted(outcome)
-                await self._noted(plan, outcome, [conn])
-                if _assigns(units[0].sql):
-                    await self._capture_user_variables(conn, units[0].sql)
+                await self._relay_one(conn, plan, self.status(more), send)
             except BaseException as exc:
                 mark_unfinished((conn,), exc)
                 raise
@@ -927,7 +1134,12 @@ class Session:
         units = plan.units
         backends = list(dict.fromkeys(u.backend for u in units))
         # A new branch whose first statement is one text query starts in the same packet.
-        piggyback = len(units) == 1 and send is send_query and backends[0] not in self.txn_conns
+        piggyback = (
+            len(units) == 1
+            and send is send_query
+            and backends[0] not in self.txn_conns
+            and not _sets_insert_id(units[0].sql)  # which sends a statement first
+        )
         try:
             conns = {b: (await self.connection(b, start=not piggyback))[0] for b in backends}
             if piggyback:
@@ -936,16 +1148,7 @@ class Session:
                 self.txn_written.update(backends)
             status = self.status(more)
             if len(units) == 1:
-                conn = conns[units[0].backend]
-                outcome = await relay_single(
-                    conn, units[0], self.channel, self.runtime.names, status, send,
-                    _first(plan.generated_ids),
-                )  # fmt: skip
-                self._inserted(outcome.last_insert_id)
-                self._counted(outcome)
-                await self._noted(plan, outcome, [conn])
-                if _assigns(units[0].sql):
-                    await self._capture_user_variables(conn, units[0].sql)
+                await self._relay_one(conns[units[0].backend], plan, status, send)
             elif _assigns(units[0].sql):
                 raise NotSupported(
                     "assigning user variables (:=) in a statement over several shards"
@@ -979,6 +1182,28 @@ class Session:
                 # InnoDB rolled back this branch; MySQL ends the whole transaction, so do we.
                 await self.end_transaction(commit=False)
             raise
+
+    async def _relay_one(
+        self, conn: BackendConnection, plan: QueryPlan, status: int, send: Sender
+    ) -> None:
+        """Run a one-unit plan on `conn` and keep what it changed of the session: its insert id
+        (LAST_INSERT_ID(expr) too), row count, warnings, FOUND_ROWS(), user variables."""
+        unit = plan.units[0]
+        sets_id = _sets_insert_id(unit.sql)
+        if sets_id:  # the session's value first: the statement may never evaluate `expr`
+            await conn.query(f"SELECT LAST_INSERT_ID({self.last_insert_id})")
+        outcome = await relay_single(
+            conn, unit, self.channel, self.runtime.names, status, send,
+            _first(plan.generated_ids),
+        )  # fmt: skip
+        self._inserted(outcome.last_insert_id)
+        self._counted(outcome)
+        await self._noted(plan, outcome, [conn])
+        if sets_id:
+            (row,) = await conn.query("SELECT LAST_INSERT_ID()")
+            self.last_insert_id = int(row[0] or 0)
+        if _assigns(unit.sql):
+            await self._capture_user_variables(conn, unit.sql)
 
     async def _start_with(self, conn: BackendConnection, unit: Unit) -> None:
         """Sender for a new branch's first statement: XA START in the same packet. If XA START
@@ -1041,13 +1266,12 @@ class Session:
     async def _capture_user_variables(self, conn: BackendConnection, sql: str) -> None:
         """A statement assigned user variables (`SELECT @x := ...`): keep their new values in
         the session, so they follow it to other connections and never stay behind on this one."""
-        names = list(dict.fromkeys(m.group(1) for m in _ASSIGNS.finditer(sql)))
-        (row,) = await conn.query("SELECT " + ", ".join(names))
+        names = list(dict.fromkeys(user_variable(m.group(1)) for m in _ASSIGNS.finditer(sql)))
         state = dict(self.state)
-        for name, value in zip(names, row, strict=True):
-            state[name] = _literal(value)
+        state.update(await read_back(conn, names))
         self.state = tuple(state.items())
         conn.state = self.state
+        await self._sync_branches()
 
     async def _sequential_reads(
         self, conns: dict[str, BackendConnection], plan: QueryPlan, status: int, send: Sender
@@ -1092,6 +1316,45 @@ class Session:
             self.channel.send(p.eof_packet(status, warnings))
         else:
             self.channel.send(p.ok_packet(status=status))
+
+
+def _restate_sql(have: dict[str, str], want: dict[str, str]) -> str | None:
+    """The SET that takes a connection from session state `have` to `want` without a reset
+    (which would end its transaction); None when they are the same."""
+    parts = [assignment_sql(name, value) for name, value in want.items() if have.get(name) != value]
+    for name in have.keys() - want.keys():
+        if name in ("names", "character set"):
+            parts.append(assignment_sql(name, _POOL_CHARSET))
+        elif name.startswith("@"):
+            parts.append(f"{name} = NULL")
+        else:
+            parts.append(f"@@session.{name} = DEFAULT")
+    return "SET " + ", ".join(parts) if parts else None
+
+
+def _modes(characteristics: str) -> list[str]:
+    """SET TRANSACTION's characteristics, each as `ISOLATION LEVEL READ COMMITTED`, `READ ONLY`."""
+    return [" ".join(part.upper().split()) for part in characteristics.split(",") if part.strip()]
+
+
+def _with_access(characteristics: str | None, access: str) -> str:
+    """SET TRANSACTION's characteristics for the next transaction, with `access` (READ ONLY or
+    READ WRITE) in place of any access mode they had: START TRANSACTION's overrides it."""
+    kept = [m for m in _modes(characteristics or "") if m not in ("READ ONLY", "READ WRITE")]
+    return ", ".join([*kept, access])
+
+
+def _returning(plan: QueryPlan) -> bool:
+    """Whether a write returns rows (INSERT / REPLACE / DELETE ... RETURNING), which its units
+    all do alike; a RETURNING in a string only costs a refusal or a binary execution."""
+    sql = plan.units[0].sql if plan.is_write and plan.units else ""
+    return "returning" in sql.lower() and _RETURNING.search(sql) is not None
+
+
+def _sets_insert_id(sql: str) -> bool:
+    """Whether a statement may set LAST_INSERT_ID(expr): the router made every plain
+    LAST_INSERT_ID() a marker, so any call left in it has an argument."""
+    return "_insert_id" in sql.lower() and _SETS_INSERT_ID.search(sql) is not None
 
 
 def _assigns(sql: str) -> bool:
@@ -1152,14 +1415,6 @@ def _milliseconds(value_sql: str) -> int:
     if not value.isdigit():
         raise ProxyError("Incorrect argument type to variable 'max_execution_time'", 1232, "42000")
     return int(value)
-
-
-def _literal(value: str | None) -> str:
-    if value is None:
-        return "NULL"
-    if _NUMBER.fullmatch(value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _like(names: list[str], pattern: str | None) -> list[str]:

@@ -83,6 +83,21 @@ def needs_literals(tree: exp.Expression, text: str, slots: list[tuple[int, int]]
     return False
 
 
+# Named locks belong to the backend connection that took them: a pooled one outlives the
+# client's statement, so the lock would stay held (and RELEASE_LOCK() would run elsewhere).
+_NAMED_LOCKS = frozenset({"GET_LOCK", "RELEASE_LOCK", "RELEASE_ALL_LOCKS"})
+
+
+def _refuse_named_locks(tree: exp.Expression) -> None:
+    for node in tree.find_all(exp.Anonymous):
+        name = str(node.this).upper()
+        if name in _NAMED_LOCKS:
+            raise NotSupported(
+                f"{name}(): a named lock would stay with a pooled backend connection, "
+                "not with this session"
+            )
+
+
 def plan_dml(
     tree: exp.Expression,
     text: str,
@@ -101,6 +116,7 @@ def plan_dml(
     """
     if tree.find(exp.Into) is not None:
         raise NotSupported("SELECT ... INTO")
+    _refuse_named_locks(tree)
     values = ValueReader(text, slots)
     is_write = isinstance(tree, exp.Insert | exp.Update | exp.Delete)
     tables = collect_tables(tree, session)
@@ -113,7 +129,8 @@ def plan_dml(
         if is_information_schema(tree):
             return plan_information_schema(tree, text, tables, session)  # type: ignore[return-value]
         template = Template.build(text, rewriter.edits)
-        return FixedRoute(Route.UNSHARDED, template, (Target(session.default_backend(), ()),))
+        target = Target(session.default_backend(), ())
+        return FixedRoute(Route.UNSHARDED, template, (target,), tableless=True)
     rewriter.rename_tables(tree)
     current = session.current()
     rewriter.replace_database_calls(tree, current.name if current is not None else None)
@@ -189,7 +206,8 @@ def _plan_unsharded(
             return _fixed(Route.BROADCAST, template, list(written.backends), refs, True)
         backend = tables.uses[0].table.nodes[0].backend
         return _fixed(Route.BROADCAST, template, [backend], refs, False)
-    return _fixed(Route.UNSHARDED, template, [session.default_backend()], refs, is_write)
+    route = _fixed(Route.UNSHARDED, template, [session.default_backend()], refs, is_write)
+    return replace(route, tableless=not is_write)
 
 
 def _fixed(

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from router.errors import ProxyError
 
 # What mysql_real_escape_string escapes, so a rendered parameter survives any sql_mode
-# except NO_BACKSLASH_ESCAPES (which the proxy does not support).
+# except NO_BACKSLASH_ESCAPES (which the proxy refuses: proxy.session._run_sets).
 _ESCAPES = MappingProxyType(
     str.maketrans(
         {"\\": "\\\\", "'": "\\'", '"': '\\"', "\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z"}
@@ -106,7 +106,10 @@ def render_param(value: object) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ProxyError(f"Parameter value {value!r} can't be sent to MySQL", 1210, "HY000")
-        return repr(value)
+        # A DOUBLE literal (`2.0` would be a DECIMAL, and read '2.0' where MariaDB reads '2'),
+        # and no negative zero, which MariaDB makes 0 for a parameter.
+        text = repr(value) if value else "0"
+        return text if "e" in text else text + "e0"
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ProxyError(f"Parameter value {value!r} can't be sent to MySQL", 1210, "HY000")
@@ -131,5 +134,5 @@ def _timedelta_text(value: datetime.timedelta) -> str:
     seconds, micro = divmod(micros, 1_000_000)
     minutes, sec = divmod(seconds, 60)
     hours, minute = divmod(minutes, 60)
-    text = f"{sign}{hours}:{minute:02d}:{sec:02d}"
+    text = f"{sign}{hours:02d}:{minute:02d}:{sec:02d}"
     return f"{text}.{micro:06d}" if micro else text

@@ -319,6 +319,8 @@ class QueryPlan:
     generated_ids: tuple[int, ...] = ()
     # Conditions the statement reports besides the backends' own.
     notes: tuple[Note, ...] = ()
+    # A read of no table (SELECT 1, SELECT @@x): with autocommit off, it starts no transaction.
+    tableless: bool = False
 
     def __str__(self) -> str:
         kind = "write" if self.is_write else "read"
@@ -368,6 +370,10 @@ class TxnAction(Enum):
 @dataclass(frozen=True)
 class TransactionPlan:
     action: TxnAction
+    # START TRANSACTION READ ONLY / READ WRITE: the access mode of this transaction only.
+    access: str | None = None
+    # COMMIT / ROLLBACK AND CHAIN: a new transaction with the same characteristics follows.
+    chain: bool = False
 
 
 class ShowWhat(Enum):

@@ -97,11 +97,14 @@ class FixedRoute:
     targets: tuple[Target, ...]
     is_write: bool = False
     implicit_commit: bool = False
+    tableless: bool = False
 
     def instantiate(self, bindings: Bindings) -> QueryPlan:
         texts = bindings.texts
         units = tuple(_unit(t, self.template.render(texts, t.names)) for t in self.targets)
-        return QueryPlan(units, self.route, self.is_write, self.implicit_commit)
+        return QueryPlan(
+            units, self.route, self.is_write, self.implicit_commit, tableless=self.tableless
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,7 +236,7 @@ class ScatterRead:
             if not texts[slot].startswith("/*?"):
                 continue  # already the value's text
             # MariaDB reads a NULL LIMIT parameter as 0 (and so does COM_STMT_PREPARE here).
-            value = bindings.params[slot]
+            value = _limit_param(bindings.params[slot])
             filled[slot] = "0" if value is None else render_param(value)
         return tuple(filled)
 
@@ -283,9 +283,18 @@ def _check_limit_slots(node: Limit, bindings: Bindings) -> None:
     check_limit_literals([bindings.texts[slot] for slot in slots])
 
 
+def _limit_param(value: object) -> object:
+    """A LIMIT parameter's value: MariaDB takes a string of digits as its number (PHP's PDO
+    binds every parameter as a string)."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
 def _limit_value(value: object) -> int:
     if isinstance(value, Lit):
         value = value.value
+    value = _limit_param(value)
     if value is None:  # a parameter not bound yet (COM_STMT_PREPARE)
         return 0
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:

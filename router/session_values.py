@@ -126,14 +126,25 @@ def fill(
     warning_count: int = 0,
     error_count: int = 0,
 ) -> str:
-    """`sql` with the session's values in place of the markers."""
+    """`sql` with the session's values in place of the markers, typed as MariaDB types the
+    functions (drivers map the column type: BIGINT UNSIGNED, not INT, for LAST_INSERT_ID())."""
     return (
         sql.replace(USER, quote_string(f"{user}@{host}"))
         .replace(CURRENT_USER, quote_string(f"{user}@%"))
-        .replace(CONNECTION_ID, str(connection_id))
-        .replace(LAST_INSERT_ID, str(last_insert_id))
-        .replace(ROW_COUNT, str(row_count))
-        .replace(FOUND_ROWS, str(found_rows))
-        .replace(WARNING_COUNT, str(warning_count))
-        .replace(ERROR_COUNT, str(error_count))
+        .replace(CONNECTION_ID, f"CAST({connection_id} AS UNSIGNED)")
+        .replace(LAST_INSERT_ID, _unsigned_bigint(last_insert_id))
+        .replace(ROW_COUNT, _signed_bigint(row_count))
+        .replace(FOUND_ROWS, _signed_bigint(found_rows))
+        .replace(WARNING_COUNT, _unsigned_bigint(warning_count))
+        .replace(ERROR_COUNT, _unsigned_bigint(error_count))
     )
+
+
+def _unsigned_bigint(value: int) -> str:
+    """A BIGINT UNSIGNED expression (a bitwise OR is one; a bare 5 would be an INT)."""
+    return f"({value} | 0)"
+
+
+def _signed_bigint(value: int) -> str:
+    """A BIGINT expression: CAST(x AS SIGNED) is a BIGINT only when x is as wide as one."""
+    return f"CAST({value} | 0 AS SIGNED)"

@@ -38,10 +38,16 @@ from router.sqltext import IDENT, QUALIFIED_NAME, STRING, qualified_name, split_
 _FLAGS = re.I | re.S
 
 _USE = re.compile(rf"USE\s+(?P<db>{IDENT})", _FLAGS)
-_BEGIN = re.compile(r"BEGIN(?:\s+WORK)?|START\s+TRANSACTION\b.*", _FLAGS)
-_COMMIT = re.compile(r"COMMIT(?:\s+WORK)?", _FLAGS)
-_ROLLBACK = re.compile(r"ROLLBACK(?:\s+WORK)?", _FLAGS)
+_BEGIN = re.compile(r"BEGIN(?:\s+WORK)?", _FLAGS)
+_START = re.compile(r"START\s+TRANSACTION\b(?P<modes>.*)", _FLAGS)
+_START_MODES = {"READ ONLY", "READ WRITE", "WITH CONSISTENT SNAPSHOT"}
+_END = re.compile(
+    r"(?P<action>COMMIT|ROLLBACK)(?:\s+WORK)?(?:\s+AND\s+(?P<no_chain>NO\s+)?CHAIN)?"
+    r"(?:\s+(?P<no_release>NO\s+)?(?P<release>RELEASE))?",
+    _FLAGS,
+)
 
+_PLAIN_USER_VARIABLE = re.compile(r"[a-z0-9_$.]+")
 _SET = re.compile(r"SET\s+(?P<rest>.*)", _FLAGS)
 _SET_GLOBAL = re.compile(
     r"(?:GLOBAL|PERSIST|PERSIST_ONLY)\s|@@(?:GLOBAL|PERSIST|PERSIST_ONLY)\.", re.I
@@ -95,16 +101,35 @@ def plan_transaction(text: str) -> TransactionPlan:
     """BEGIN / START TRANSACTION / COMMIT / ROLLBACK."""
     if _BEGIN.fullmatch(text):
         return TransactionPlan(TxnAction.BEGIN)
-    if _COMMIT.fullmatch(text):
-        return TransactionPlan(TxnAction.COMMIT)
-    if _ROLLBACK.fullmatch(text):
-        return TransactionPlan(TxnAction.ROLLBACK)
+    start = _START.fullmatch(text)
+    if start is not None:
+        return TransactionPlan(TxnAction.BEGIN, access=_access_mode(text, start["modes"]))
+    end = _END.fullmatch(text)
+    if end is not None:
+        if end["release"] and not end["no_release"]:
+            raise NotSupported(f"{end['action'].upper()} RELEASE")
+        chain = "CHAIN" in text.upper() and not end["no_chain"]
+        return TransactionPlan(TxnAction[end["action"].upper()], chain=chain)
     words = text.upper().split()
     if words[0] == "ROLLBACK" and "TO" in words:
         raise NotSupported("ROLLBACK TO SAVEPOINT")
     if words[0] in ("SAVEPOINT", "RELEASE"):
         raise NotSupported("SAVEPOINT" if words[0] == "SAVEPOINT" else "RELEASE SAVEPOINT")
     raise NotSupported(" ".join(words[:3]))
+
+
+def _access_mode(text: str, modes: str) -> str | None:
+    """START TRANSACTION's READ ONLY / READ WRITE (WITH CONSISTENT SNAPSHOT changes nothing
+    here: each backend's branch reads from its own snapshot, taken at its first read)."""
+    if not modes.strip():
+        return None
+    found = [" ".join(m.upper().split()) for m in modes.split(",")]
+    if not modes[:1].isspace() or not set(found) <= _START_MODES or len(set(found)) < len(found):
+        raise syntax_error(text, len(text) - len(modes.lstrip()))
+    access = [m for m in found if m.startswith("READ")]
+    if len(access) > 1:
+        raise syntax_error(text, len(text))
+    return access[0] if access else None
 
 
 def plan_use(text: str, session: Session) -> UsePlan:
@@ -150,10 +175,19 @@ def _set_var(part: str) -> SetVar:
         raise NotSupported(f"SET {part}")
     value = assignment["value"].strip()
     if assignment["user"] is not None:
-        user = assignment["user"]
-        name = str(literal_value(user)) if user[0] in "'\"" else unquote(user)
-        return SetVar("@" + name.lower(), value)
+        return SetVar(user_variable(assignment["user"]), value)
     return SetVar(unquote(assignment["var"]).lower(), value)
+
+
+def user_variable(written: str) -> str:
+    """A user variable as the session state keeps it, from its name as written after `@`
+    (x, `x`, 'x' or "x"): lower case, as names are case-insensitive, and quoted only when it
+    must be, so `@name` is valid SQL and one variable has one key."""
+    name = str(literal_value(written)) if written[0] in "'\"" else unquote(written)
+    name = name.lower()
+    if _PLAIN_USER_VARIABLE.fullmatch(name):
+        return "@" + name
+    return "@`" + name.replace("`", "``") + "`"
 
 
 def _like(rest: str, what: str) -> str | None:

@@ -228,3 +228,86 @@ def test_pymysql_still_works_while_misbehaving_clients_are_connected(
     with pytest.raises(pymysql.err.OperationalError):
         shop_proxy.connect(password="bad")
     serves(shop_proxy)
+
+
+# --- prepared statements ----------------------------------------------------------------------
+
+
+def prepare(client: RawClient, sql: str) -> int:
+    """COM_STMT_PREPARE of a statement with one parameter: its id (reads its reply)."""
+    client.send_packet(b"\x16" + sql.encode(), 0)
+    _, reply = client.read_packet()
+    assert reply[:1] == b"\x00", err_fields(reply)
+    for _ in range(2):  # the parameter's definition, EOF
+        client.read_packet()
+    return struct.unpack_from("<I", reply, 1)[0]
+
+
+def test_com_reset_connection_drops_prepared_statements(raw, shop_proxy: ProxyProcess) -> None:
+    client = raw()
+    client.login()
+    stmt_id = prepare(client, "SET @a = ?")
+    client.send_packet(b"\x1f", 0)  # COM_RESET_CONNECTION
+    assert client.read_packet()[1][:1] == b"\x00"
+    client.send_packet(b"\x1a" + struct.pack("<I", stmt_id), 0)  # COM_STMT_RESET
+    assert err_fields(client.read_packet()[1])[0] == 1243  # ER_UNKNOWN_STMT_HANDLER
+    serves(shop_proxy)
+
+
+def test_prepared_statements_beyond_max_prepared_stmt_count_are_refused(
+    raw, shop_proxy: ProxyProcess
+) -> None:
+    """A client that never closes its statements gets MariaDB's 1461 at 16382 of them."""
+    client = raw()
+    client.login()
+    client.sock.settimeout(30)
+    prepare_set = b"\x16SET @a = ?"
+    for batch in range(0, 16382, 2000):  # pipelined, a batch at a time
+        count = min(2000, 16382 - batch)
+        client.send_raw((struct.pack("<I", len(prepare_set))[:3] + b"\x00" + prepare_set) * count)
+        for _ in range(count * 3):
+            client.read_packet()
+    client.send_packet(prepare_set, 0)
+    assert err_fields(client.read_packet()[1])[:2] == (1461, "42000")
+    client.send_packet(b"\x19" + struct.pack("<I", 1), 0)  # COM_STMT_CLOSE: room for one more
+    prepare(client, "SET @a = ?")
+
+
+def test_a_prepared_statements_syntax_error_quotes_its_own_text(
+    raw, shop_proxy: ProxyProcess
+) -> None:
+    client = raw()
+    client.login()
+    client.send_packet(b"\x16SELEC ?", 0)
+    code, sqlstate, message = err_fields(client.read_packet()[1])
+    assert (code, sqlstate) == (1064, "42000")
+    assert "near 'SELEC ?'" in message, message
+
+
+def test_com_stmt_fetch_finds_no_cursor(raw, shop_proxy: ProxyProcess) -> None:
+    """Executions never open a cursor, so a fetch is MariaDB's 'no open cursor' (1421), and
+    one of an unknown statement 1243, not 'command not supported' (08S01)."""
+    client = raw()
+    client.login()
+    stmt_id = prepare(client, "SET @a = ?")
+    client.send_packet(b"\x1c" + struct.pack("<II", stmt_id, 10), 0)
+    assert err_fields(client.read_packet()[1])[:2] == (1421, "HY000")
+    client.send_packet(b"\x1c" + struct.pack("<II", stmt_id + 100, 10), 0)
+    assert err_fields(client.read_packet()[1])[:2] == (1243, "HY000")
+    serves(shop_proxy)
+
+
+def test_com_reset_connection_keeps_the_handshakes_character_set(
+    raw, shop_proxy: ProxyProcess
+) -> None:
+    """libmariadb's mysql_reset_connection() sends no SET NAMES after it: MariaDB keeps the
+    character set the client logged in with, and so must the proxy."""
+    client = raw()
+    response = bytearray(client.handshake_response("app", "app", "shop"))
+    response[8] = 8  # latin1_swedish_ci
+    client.send_packet(bytes(response), 1)
+    assert client.read_packet()[1][:1] == b"\x00"
+    for _ in range(2):
+        assert b"\x06latin1" in client.query("SELECT @@character_set_client")
+        client.send_packet(b"\x1f", 0)  # COM_RESET_CONNECTION
+        assert client.read_packet()[1][:1] == b"\x00"

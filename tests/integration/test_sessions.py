@@ -197,6 +197,30 @@ def test_variables_assigned_inside_a_select_stay_with_their_client(
     b.close()
 
 
+USER_VARIABLES_SQL = (
+    "SELECT HEX(@bin), @text, HEX(@text), COLLATION(@text), @f, @d, @big, @n, @s, COLLATION(@s)"
+)
+
+
+def test_user_variables_keep_bytes_type_and_collation_on_another_connection(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    """The session's user variables are replayed wherever it runs next: a binary value, a
+    latin1 string and a DOUBLE must come back as they were, not as text read in UTF-8."""
+    a = pool1_proxy.connect(charset="latin1")
+    b = pool1_proxy.connect()
+    execute(a, "SET @bin = 0xFF00, @text = 'é', @f = 1e300, @d = 1.50, @big = 18446744073709551615")
+    execute(a, "SET @n = NULL")
+    assert one(a, "SELECT @s := _utf8mb4 X'C3BC' COLLATE utf8mb4_bin") == ("ü",)
+    before = one(a, USER_VARIABLES_SQL)
+    assert before[:4] == ("FF00", "é", "E9", "latin1_swedish_ci")
+    assert isinstance(before[4], float)
+    one(b, "SELECT 1")  # b's turn on the one connection: a's variables go, and come back
+    assert one(a, USER_VARIABLES_SQL) == before
+    a.close()
+    b.close()
+
+
 def test_set_names_latin1_and_utf8mb4_clients_round_trip_non_ascii(
     pool1_proxy: ProxyProcess, mariadb_cluster: Cluster
 ) -> None:
@@ -364,3 +388,58 @@ def test_a_killed_statement_never_answers_the_next_client_of_its_connection(
     assert answers["victim"] in (1317, 2013, 2006)  # interrupted, or cut off: never rows
     assert one(killer, "SELECT name FROM users WHERE id = 1") == ("one",)
     killer.close()
+
+
+def test_named_locks_are_refused_rather_than_left_with_a_pooled_connection(
+    pool1_proxy: ProxyProcess, mariadb_cluster: Cluster
+) -> None:
+    """GET_LOCK() takes the lock for the backend connection, which goes back to the pool: the
+    lock would outlive the client and RELEASE_LOCK() could run on another connection."""
+    a = pool1_proxy.connect()
+    for sql in ("SELECT GET_LOCK('rev_lock', 0)", "SELECT RELEASE_LOCK('rev_lock')"):
+        with pytest.raises(pymysql.MySQLError) as caught:
+            one(a, sql)
+        assert caught.value.args[0] == 1235, caught.value.args
+    a.close()
+    assert mariadb_cluster.instances[0].execute("SELECT IS_FREE_LOCK('rev_lock')") == [(1,)]
+
+
+def test_set_insert_id_is_for_the_next_insert_only(pool1_proxy: ProxyProcess) -> None:
+    """SET insert_id (mysqlbinlog's output has it) gives the next INSERT its AUTO_INCREMENT
+    value, once: replayed on the connection after another client's turn, it gave every later
+    INSERT the same value (1062). SET last_insert_id sets LAST_INSERT_ID()."""
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    execute(a, "DROP TABLE IF EXISTS notes")
+    execute(a, "CREATE TABLE notes (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(100))")
+    execute(a, "SET insert_id = 1000")
+    for body in ("first", "second", "third"):
+        execute(a, "INSERT INTO notes (body) VALUES (%s)", (body,))
+        one(b, "SELECT COUNT(*) FROM notes")  # b's turn on notes' one connection
+    assert one(a, "SELECT GROUP_CONCAT(id ORDER BY id) FROM notes") == ("1000,1001,1002",)
+    execute(a, "SET last_insert_id = 77")
+    assert one(a, "SELECT LAST_INSERT_ID(), @@last_insert_id") == (77, 77)
+    one(b, "SELECT COUNT(*) FROM notes")
+    assert one(a, "SELECT LAST_INSERT_ID()") == (77,)
+    execute(a, "DROP TABLE notes")
+    execute(a, "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(100)) CHARACTER SET utf8mb4")
+    a.close()
+    b.close()
+
+
+def test_quoted_user_variables_stay_with_their_client(pool1_proxy: ProxyProcess) -> None:
+    """@'name', @"name" and @`name` are user variables too: assigned with := they stayed on the
+    pooled connection, where the next client read them; SET @'a b' = ... was a syntax error."""
+    a = pool1_proxy.connect()
+    assert one(a, "SELECT @'secret' := 'from a', @\"Dq\" := 6, @`b q` := 7") == ("from a", 6, 7)
+    execute(a, "SET @'s v' = 9, @`T` = 10")
+    a_values = "SELECT @secret, @dq, @'b q', @`s v`, @t"
+    assert one(a, a_values) == ("from a", 6, 7, 9, 10)
+    b = pool1_proxy.connect()
+    assert one(b, a_values) == (None, None, None, None, None)
+    assert one(a, a_values) == ("from a", 6, 7, 9, 10)
+    a.close()
+    c = pool1_proxy.connect()
+    assert one(c, a_values) == (None, None, None, None, None)
+    b.close()
+    c.close()

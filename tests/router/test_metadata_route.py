@@ -157,11 +157,13 @@ def test_diagnostics_and_found_rows_are_the_sessions(router):
     assert isinstance(plan, QueryPlan)
     sql = plan.units[0].sql
     assert fill(sql, "app", "h", 1, found_rows=12, warning_count=3, error_count=1) == (
-        "SELECT 12 AS `FOUND_ROWS()`, 3 AS `@@warning_count`, 1 AS `@@session.error_count`"
+        "SELECT CAST(12 | 0 AS SIGNED) AS `FOUND_ROWS()`, (3 | 0) AS `@@warning_count`, "
+        "(1 | 0) AS `@@session.error_count`"
     )
     plan = router.plan("SELECT @@error_count AS e, '@@error_count'", "shop")
     assert isinstance(plan, QueryPlan)
-    assert fill(plan.units[0].sql, "app", "h", 1, error_count=2) == "SELECT 2 AS e, '@@error_count'"
+    filled = fill(plan.units[0].sql, "app", "h", 1, error_count=2)
+    assert filled == "SELECT (2 | 0) AS e, '@@error_count'"
 
 
 def test_session_calls_become_markers_with_the_clients_labels(router):
@@ -169,7 +171,7 @@ def test_session_calls_become_markers_with_the_clients_labels(router):
     assert isinstance(plan, QueryPlan)
     sql = plan.units[0].sql
     assert fill(sql, "app", "10.0.0.5", 42) == (
-        "SELECT 'app@10.0.0.5' AS `USER()`, 'app@%' AS `current_user`, 42 AS id"
+        "SELECT 'app@10.0.0.5' AS `USER()`, 'app@%' AS `current_user`, CAST(42 AS UNSIGNED) AS id"
     )
 
 

@@ -698,7 +698,7 @@ def test_use(router: Router) -> None:
         ("SET @@SESSION.Time_Zone = '+00:00'", [("time_zone", "'+00:00'")]),
         (
             "SET @x = 1, @`Y` := (SELECT 1, 2), @'z w' = NULL",
-            [("@x", "1"), ("@y", "(SELECT 1, 2)"), ("@z w", "NULL")],
+            [("@x", "1"), ("@y", "(SELECT 1, 2)"), ("@`z w`", "NULL")],
         ),
         ("/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE */", [("@old_sql_mode", "@@SQL_MODE")]),
         (
@@ -723,21 +723,47 @@ def test_set_global_is_denied(router: Router) -> None:
 
 
 @pytest.mark.parametrize(
-    ("sql", "action"),
+    ("sql", "plan"),
     [
-        ("BEGIN", TxnAction.BEGIN),
-        ("begin work", TxnAction.BEGIN),
-        ("START TRANSACTION", TxnAction.BEGIN),
-        ("START TRANSACTION READ ONLY", TxnAction.BEGIN),
-        ("START TRANSACTION WITH CONSISTENT SNAPSHOT", TxnAction.BEGIN),
-        ("COMMIT", TxnAction.COMMIT),
-        ("COMMIT WORK;", TxnAction.COMMIT),
-        ("ROLLBACK", TxnAction.ROLLBACK),
-        ("rollback work", TxnAction.ROLLBACK),
+        ("BEGIN", TransactionPlan(TxnAction.BEGIN)),
+        ("begin work", TransactionPlan(TxnAction.BEGIN)),
+        ("START TRANSACTION", TransactionPlan(TxnAction.BEGIN)),
+        ("START TRANSACTION READ ONLY", TransactionPlan(TxnAction.BEGIN, access="READ ONLY")),
+        (
+            "start transaction with consistent snapshot,  read   write",
+            TransactionPlan(TxnAction.BEGIN, access="READ WRITE"),
+        ),
+        ("START TRANSACTION WITH CONSISTENT SNAPSHOT", TransactionPlan(TxnAction.BEGIN)),
+        ("COMMIT", TransactionPlan(TxnAction.COMMIT)),
+        ("COMMIT WORK;", TransactionPlan(TxnAction.COMMIT)),
+        ("COMMIT AND NO CHAIN NO RELEASE", TransactionPlan(TxnAction.COMMIT)),
+        ("COMMIT WORK AND CHAIN", TransactionPlan(TxnAction.COMMIT, chain=True)),
+        ("ROLLBACK", TransactionPlan(TxnAction.ROLLBACK)),
+        ("rollback work", TransactionPlan(TxnAction.ROLLBACK)),
+        ("ROLLBACK AND CHAIN", TransactionPlan(TxnAction.ROLLBACK, chain=True)),
     ],
 )
-def test_transactions(router: Router, sql: str, action: TxnAction) -> None:
-    assert router.plan(sql, None) == TransactionPlan(action)
+def test_transactions(router: Router, sql: str, plan: TransactionPlan) -> None:
+    assert router.plan(sql, None) == plan
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "START TRANSACTION READ ONLY, READ WRITE",
+        "START TRANSACTION READ ONLY, READ ONLY",
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "START TRANSACTION,READ ONLY",
+    ],
+)
+def test_start_transaction_with_other_modes_is_a_syntax_error(router: Router, sql: str) -> None:
+    with pytest.raises(ProxyError) as caught:
+        router.plan(sql, None)
+    assert caught.value.code == 1064
+
+
+def test_commit_release_is_refused(router: Router) -> None:
+    assert "COMMIT RELEASE" in refused(router, "COMMIT AND CHAIN RELEASE").message
 
 
 def test_savepoints_are_refused(router: Router) -> None:
@@ -877,3 +903,16 @@ def test_admin_statements(router: Router) -> None:
     assert units(explain.plan) == [("ds1", "SELECT * FROM orders_3 WHERE user_id = 7")]
     assert router.plan("SHOW SHARDPROXY RULES", None) == AdminShow(AdminWhat.RULES)
     assert router.plan("reload shardproxy config", None) == ReloadConfig()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT GET_LOCK('x', 10)",
+        "SELECT release_lock('x')",
+        "SELECT RELEASE_ALL_LOCKS()",
+        "SELECT id FROM users WHERE id = 1 AND GET_LOCK('x', 0)",
+    ],
+)
+def test_named_locks_are_refused(router: Router, sql: str) -> None:
+    assert "pooled backend connection" in refused(router, sql).message
