@@ -146,22 +146,22 @@ COST_CENTRES: list[tuple[str, Callable[[Sample], bool], bool, str]] = [
 # that measured them (bench/hotpath.py). Update or drop with the next comparison; numbers of
 # the current run come from results.json.
 PREVIOUS_RUN = {
-    "commit": "4db4c2d",
+    "commit": "5582572",
     "cpu": "Intel(R) Xeon(R)",
-    "point_text_us": 70,
-    "point_direct_us": 31,
-    "write_text_8t": (11.3, 6.0, 2.30),  # statements, XA, redo-log writes per transaction
+    "point_text_us": 77,
+    "point_direct_us": 34,
+    "write_text_8t": (11.3, 6.0, 2.41),  # statements, XA, redo-log writes per transaction
 }
 AB = {
-    "what": "oltp_read_only query (prepared, 8 threads)",
-    "new": "`c14ef35` (merged binary rows read in one loop)",
-    "old": "`814f705` (the tree before it)",
-    "new_min": 136.2,
-    "new_median": 138.5,
-    "old_min": 150.2,
-    "old_median": 150.5,
-    "when": "15:20 UTC, 3 runs each; text, whose rows were already read in one loop: "
-    "126.0 / 127.0 against 124.2 / 131.0 µs",
+    "what": "text point select (8 threads)",
+    "new": "`eae3075` (session-state and cross-shard answers fixed by review)",
+    "old": "`89e3628` (the tree before them)",
+    "new_min": 93.5,
+    "new_median": 93.8,
+    "old_min": 92.2,
+    "old_median": 93.0,
+    "when": "17:57-17:58 UTC, 5 runs each; prepared, 3 runs each: 88.0 / 87.0 against "
+    "86.0 / 84.8 µs",
 }
 _SYSCALLS = ("write", "send", "read", "recv", "epoll", "close", "accept", "connect", "futex")
 
@@ -457,8 +457,8 @@ def _comparison(results: dict, env: dict) -> list[str]:
         f"runs of {AB['new']} and {AB['old']} against the same shards ({AB['when']}): proxy "
         f"CPU per {AB['what']}: {AB['new_min']} µs in the least disturbed run (median "
         f"{AB['new_median']}) against {AB['old_min']} µs (median {AB['old_median']}), "
-        f"{_pct(1 - AB['new_min'] / AB['old_min'])} less by the minimum "
-        f"({_pct(1 - AB['new_median'] / AB['old_median'])} by the median)."
+        + _change(AB["new_min"] / AB["old_min"], "by the minimum")
+        + f" ({_change(AB['new_median'] / AB['old_median'], 'by the median')})."
     )
     if write and write["proxy"]["sysbench"]["transactions"]:
         p = write["proxy"]
@@ -471,6 +471,11 @@ def _comparison(results: dict, env: dict) -> list[str]:
             f"{xa} and {logs:.2f} in the previous run."
         )
     return [text, ""]
+
+
+def _change(ratio: float, how: str) -> str:
+    """`ratio` of new to old CPU as words: "9% less by the minimum", "1% more by ..."."""
+    return f"{_pct(abs(ratio - 1))} {'more' if ratio > 1 else 'less'} {how}"
 
 
 def _targets(results: dict) -> list[str]:
