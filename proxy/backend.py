@@ -298,6 +298,16 @@ class BackendConnection:
             await self.reset()
         if state:
             await self.execute("SET " + ", ".join(assignment_sql(k, v) for k, v in state))
+        self.changed_state(state)
+
+    def changed_state(self, state: tuple[tuple[str, str], ...]) -> None:
+        """Record that a SET gave this connection the session variables `state`. Statements
+        prepared here before are closed: the server parsed them under the old variables
+        (`||` is OR or CONCAT by sql_mode, literals by the connection's character set)."""
+        if state != self.state and self.statements:
+            for stmt_id in self.statements.values():
+                self.send_command(p.COM_STMT_CLOSE, struct.pack("<I", stmt_id))
+            self.statements.clear()
         self.state = state
 
     async def ping(self) -> bool:

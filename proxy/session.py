@@ -672,7 +672,7 @@ class Session:
                 sql = _restate_sql(dict(conn.state), want)
                 if sql is not None:
                     await conn.execute(sql)
-                conn.state = self.state
+                conn.changed_state(self.state)
 
     async def _run_sets(self, assignments: list[SetVar], state: dict[str, str]) -> None:
         backend, assignments = self._routed_sets(assignments)
@@ -703,10 +703,10 @@ class Session:
                 undo = _restate_sql(state, dict(self.state))
                 if undo is not None:
                     await conn.execute(undo)
-                conn.state = self.state
+                conn.changed_state(self.state)
                 clean = True
                 raise NotSupported("sql_mode NO_BACKSLASH_ESCAPES")
-            conn.state = tuple(state.items())
+            conn.changed_state(tuple(state.items()))
             clean = True
         finally:
             if pooled:
@@ -1270,7 +1270,7 @@ class Session:
         state = dict(self.state)
         state.update(await read_back(conn, names))
         self.state = tuple(state.items())
-        conn.state = self.state
+        conn.changed_state(self.state)
         await self._sync_branches()
 
     async def _sequential_reads(

@@ -443,3 +443,27 @@ def test_quoted_user_variables_stay_with_their_client(pool1_proxy: ProxyProcess)
     assert one(c, a_values) == (None, None, None, None, None)
     b.close()
     c.close()
+
+
+def test_a_statement_prepared_under_another_sql_mode_is_prepared_again(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    """The backend parses a prepared statement under the sql_mode it has when preparing it
+    (`||` is OR, or CONCAT under PIPES_AS_CONCAT). A client that set another sql_mode must not
+    be given a backend statement another client prepared on the shared connection."""
+    sql = "SELECT name || '!' FROM users WHERE id = ?"
+    plain = connector_connect(pool1_proxy)
+    piped = connector_connect(pool1_proxy)
+    try:
+        cursor = plain.cursor(prepared=True)
+        cursor.execute(sql, (1,))
+        assert cursor.fetchall() == [(0,)]  # 'one' OR '!': 0
+        cursor.close()
+        execute(piped, "SET SESSION sql_mode = 'PIPES_AS_CONCAT'")
+        cursor = piped.cursor(prepared=True)
+        cursor.execute(sql, (1,))
+        assert cursor.fetchall() == [("one!",)]
+        cursor.close()
+    finally:
+        plain.close()
+        piped.close()
