@@ -184,6 +184,7 @@ class Session:
         # whether the deadlock detector chose it as a victim (proxy.deadlock).
         self.running_since = 0.0
         self.deadlock_victim = False
+        self.killed = False  # by its own KILL: it ends after answering
         self._statement_ids = itertools.count(1)
         self.nonce = b""  # the greeting's, which COM_CHANGE_USER's credentials answer too
         # The state the login gave (its character set): what COM_RESET_CONNECTION goes back to.
@@ -226,7 +227,7 @@ class Session:
                     self.busy = False
                     self.active.clear()
                 await self.channel.drain()
-                if self.server.draining and not self.in_txn:
+                if self.killed or (self.server.draining and not self.in_txn):
                     return
         except (ClientClosed, ConnectionError):
             return
@@ -407,6 +408,13 @@ class Session:
     async def kill(self, plan: KillPlan) -> None:
         """KILL [QUERY] n with the proxy's connection ids: users may kill their own sessions,
         admins any, on whichever worker process the session is (proxy/workers.py)."""
+        if plan.connection_id == self.connection_id:
+            # As in MariaDB: KILL QUERY interrupts the KILL itself; KILL answers 1927, then
+            # the session ends (its transaction rolled back, see run).
+            if plan.query_only:
+                raise ProxyError("Query execution was interrupted", _INTERRUPTED, "70100")
+            self.killed = True
+            raise ProxyError("Connection was killed", 1927, "70100")
         admin = self.runtime.config.users[self.user].admin
         cluster = self.server.cluster
         if cluster is not None and not cluster.is_local(plan.connection_id):

@@ -95,6 +95,36 @@ def test_kill_of_an_unknown_or_foreign_session_is_refused(shop_proxy: ProxyProce
     assert foreign.value.args[0] == 1095
 
 
+def test_kill_of_its_own_session_answers_as_mariadb(shop_proxy: ProxyProcess):
+    """KILL QUERY of one's own id interrupts the KILL itself (1317) and the session goes on;
+    KILL of one's own id answers 1927 before the connection closes, and its transaction is
+    rolled back."""
+    conn = shop_proxy.connect()
+    own = _session_id(conn)
+    with pytest.raises(pymysql.err.MySQLError) as query:
+        _one(conn, f"KILL QUERY {own}")
+    assert query.value.args[0] == 1317
+    assert _one(conn, "SELECT 'still here'") == "still here"
+    other = shop_proxy.connect()
+    created = not _rows(other, "SHOW TABLES LIKE 'countries'")
+    if created:
+        _rows(other, "CREATE TABLE countries (code CHAR(2) PRIMARY KEY, name VARCHAR(100))")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("DELETE FROM countries WHERE code = 'KO'")
+            cursor.execute("BEGIN")
+            cursor.execute("INSERT INTO countries VALUES ('KO', 'Killed own')")
+        with pytest.raises(pymysql.err.MySQLError) as connection:
+            _one(conn, f"KILL {own}")
+        assert connection.value.args[0] == 1927
+        with pytest.raises(pymysql.err.MySQLError):
+            _one(conn, "SELECT 1")
+        assert _one(other, "SELECT COUNT(*) FROM countries WHERE code = 'KO'") == 0
+    finally:
+        if created:
+            _rows(other, "DROP TABLE countries")
+
+
 def _rows(conn: pymysql.Connection, sql: str) -> list[tuple]:
     with conn.cursor() as cursor:
         cursor.execute(sql)
