@@ -17,6 +17,7 @@ from mysql_mimic.charset import Collation
 
 from proxy import packets as p
 from proxy.channel import ClientChannel, ProtocolViolation
+from router.analyze import INFORMATION_SCHEMA
 from router.config import Config, User
 from router.errors import AccessDenied, DbAccessDenied, UnknownDatabase
 
@@ -91,7 +92,7 @@ async def authenticate(channel: ClientChannel, config: Config, login: Login, non
             f"(using password: {'YES' if auth_response else 'NO'})"
         )
     database = login.database
-    if database is not None:
+    if database is not None and database.lower() != INFORMATION_SCHEMA:  # open to everyone
         if database not in config.databases:
             raise UnknownDatabase(database)
         if user.databases is not None and database not in user.databases:

@@ -69,6 +69,7 @@ from proxy.prepared import (
 from proxy.variables import read_back
 from proxy.xa import XaError, XaStartFailed, xid_sql
 from router import session_values
+from router.analyze import INFORMATION_SCHEMA
 from router.errors import (
     BackendUnavailable,
     ColumnListNeeded,
@@ -548,6 +549,9 @@ class Session:
         return names if user.databases is None else [n for n in names if n in user.databases]
 
     def use(self, name: str) -> None:
+        if name.lower() == INFORMATION_SCHEMA:  # every user may read it, as in MariaDB
+            self.database = INFORMATION_SCHEMA
+            return
         if name not in self.runtime.config.databases:
             raise UnknownDatabase(name)
         if name not in self.allowed_databases():
@@ -556,7 +560,7 @@ class Session:
 
     def show(self, plan: ShowPlan, more: bool, binary: bool = False) -> None:
         if plan.what is ShowWhat.DATABASES:
-            names = ["information_schema", *self.allowed_databases()]
+            names = [INFORMATION_SCHEMA, *self.allowed_databases()]
             header = "Database"
             rows: list[Sequence[object]] = [(n,) for n in _like(names, plan.like)]
             columns = [header + (f" ({plan.like})" if plan.like else "")]

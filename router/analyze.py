@@ -18,6 +18,8 @@ from router.errors import NoDatabaseSelected, NotSupported, UnknownDatabase, Unk
 from router.predicates import AllOf, AnyOf, Between, Condition, Const, Equals, Slot, Source
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+# The one system schema a session may USE: its tables are the proxy's logical metadata.
+INFORMATION_SCHEMA = "information_schema"
 
 # Nodes that open a name scope: tables and aliases inside one are visible to its columns.
 _SCOPES = (exp.Select, exp.Update, exp.Delete, exp.Insert)
@@ -51,9 +53,22 @@ class Session:
     config: Config
     database: str | None
 
+    @property
+    def in_information_schema(self) -> bool:
+        """After USE information_schema: unqualified table names are its tables."""
+        return self.database is not None and self.database.lower() == INFORMATION_SCHEMA
+
+    def schema(self) -> str | None:
+        """What DATABASE() answers: the logical database, information_schema, or NULL."""
+        if self.in_information_schema:
+            return INFORMATION_SCHEMA
+        current = self.current()
+        return current.name if current is not None else None
+
     def current(self) -> Database | None:
-        """The session's logical database; UnknownDatabase if it left the config."""
-        if self.database is None:
+        """The session's logical database (None in information_schema); UnknownDatabase if
+        it left the config."""
+        if self.database is None or self.in_information_schema:
             return None
         found = find_database(self.config, self.database)
         if found is None:
@@ -171,7 +186,9 @@ def collect_tables(
             continue
         if qualifier is None and name == "dual":
             continue
-        if qualifier is not None and qualifier.name.lower() in SYSTEM_SCHEMAS:
+        if (qualifier is not None and qualifier.name.lower() in SYSTEM_SCHEMAS) or (
+            qualifier is None and session.in_information_schema
+        ):
             found.system.append(node)
             visible[alias or name] = None
             continue

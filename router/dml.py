@@ -126,14 +126,13 @@ def plan_dml(
     if tables.system:
         if tables.uses or is_write:
             raise NotSupported("statements that write system schemas or join them with tables")
-        if is_information_schema(tree):
+        if is_information_schema(tree) or session.in_information_schema:
             return plan_information_schema(tree, text, tables, session)  # type: ignore[return-value]
         template = Template.build(text, rewriter.edits)
         target = Target(session.default_backend(), ())
         return FixedRoute(Route.UNSHARDED, template, (target,), tableless=True)
     rewriter.rename_tables(tree)
-    current = session.current()
-    rewriter.replace_database_calls(tree, current.name if current is not None else None)
+    rewriter.replace_database_calls(tree, session.schema())
     rewriter.edits.extend(session_call_edits(tree, text))
     if isinstance(tree, exp.Insert):
         return _plan_insert(tree, text, tables, rewriter, values, session, len(slots), rows)

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from sqlglot import exp
 
 from router.analyze import (
+    INFORMATION_SCHEMA,
     SYSTEM_SCHEMAS,
     Session,
     Tables,
@@ -176,9 +177,17 @@ def is_information_schema(tree: exp.Expression) -> bool:
     return False
 
 
-def _is_information_schema(table: exp.Table) -> bool:
+def _is_information_schema(table: exp.Table, session: Session) -> bool:
     db = table.args.get("db")
-    return db is not None and db.name.lower() == "information_schema"
+    if db is None:
+        return session.in_information_schema
+    return db.name.lower() == INFORMATION_SCHEMA
+
+
+def reads_information_schema(tables: Tables, session: Session) -> bool:
+    """Whether a statement's system tables include information_schema's (named, or unqualified
+    after USE information_schema)."""
+    return any(_is_information_schema(table, session) for table in tables.system)
 
 
 def plan_information_schema(
@@ -191,7 +200,7 @@ def plan_information_schema(
     schema instead. The proxy maps catalog names in the result back to logical names.
     """
     config = session.config
-    if not any(_is_information_schema(table) for table in tables.system):
+    if not reads_information_schema(tables, session):
         # mysql.*, performance_schema, sys: the default backend's, with names made logical.
         unit = Unit(session.default_backend(), text)
         return FixedPlan(MetadataPlan(unit))
@@ -199,10 +208,14 @@ def plan_information_schema(
     listed = ", ".join(quote_string(n) for n in [*catalogs.values(), "information_schema"])
     edits: list[tuple[int, int, str]] = []
     for table in tables.system:
-        if not _is_information_schema(table):
+        if not _is_information_schema(table, session):
             continue
         name = table.name.upper()
+        qualifier = table.args.get("db")
         if name in GLOBAL:
+            if qualifier is None:  # the metadata backend's connection has a database of its own
+                start = span(table.this)[0]
+                edits.append((start, start, f"{INFORMATION_SCHEMA}."))
             continue
         column = SCOPED.get(name)
         if column is None:
@@ -210,7 +223,7 @@ def plan_information_schema(
                 f"information_schema.{table.name} through the proxy (it describes the backend "
                 "servers, not the logical tables)"
             )
-        start = span(table.args["db"])[0]
+        start = span(qualifier if qualifier is not None else table.this)[0]
         end = span(table.this)[1]
         derived = f"(SELECT * FROM information_schema.{name} WHERE {column} IN ({listed}))"
         if not table.alias:
@@ -226,8 +239,8 @@ def plan_information_schema(
         value = literal_value(source)
         if isinstance(value, str) and value in catalogs:
             edits.append((start, end, quote_string(catalogs[value])))
-    current = session.current()
-    shadow = quote_string(catalogs[current.name]) if current is not None else "NULL"
+    schema = session.schema()
+    shadow = "NULL" if schema is None else quote_string(catalogs.get(schema, schema))
     for call in tree.find_all(exp.CurrentSchema):
         if not call.meta:
             continue
@@ -332,10 +345,16 @@ def _show_tables(text: str, session: Session) -> Plan | None:
     match = _SHOW_TABLES.fullmatch(text)
     if match is None:
         return None
-    database = _database(session, match["db"])
-    catalogs = catalog_names(session.config)
     full = "FULL " if match["full"] else ""
     rest = match["rest"]
+    written = match["db"]
+    if (written is None and session.in_information_schema) or (
+        written is not None and unquote(written).lower() == INFORMATION_SCHEMA
+    ):  # the server's own list, under MariaDB's column names
+        sql = f"SHOW {full}TABLES FROM {INFORMATION_SCHEMA}{rest}"
+        return MetadataPlan(Unit(metadata_backend(session.config), sql))
+    database = _database(session, written)
+    catalogs = catalog_names(session.config)
     sql = f"SHOW {full}TABLES FROM {render_name(catalogs[database], True)}"
     sql += _catalog_rest(rest, database, catalogs)
     fallback = None

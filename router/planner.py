@@ -249,8 +249,8 @@ class Router:
         if _keyword(text) not in _DML:
             return EXACT_ONLY
         tree = _parse_dml(text)
-        if needs_literals(tree, text, slots):
-            return EXACT_ONLY
+        if session.in_information_schema or needs_literals(tree, text, slots):
+            return EXACT_ONLY  # information_schema: see needs_literals
         return cast(CachedRoute, plan_dml(tree, text, slots, session, inline=False))
 
     def _plan_text(

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import re
 
-from router.analyze import SYSTEM_SCHEMAS, Session, find_database, lookup_table
+from router.analyze import (
+    INFORMATION_SCHEMA,
+    SYSTEM_SCHEMAS,
+    Session,
+    find_database,
+    lookup_table,
+)
 from router.errors import (
     NoDatabaseSelected,
     NotSupported,
@@ -137,6 +143,8 @@ def plan_use(text: str, session: Session) -> UsePlan:
     if match is None:
         raise syntax_error(text, min(4, len(text)))
     name = unquote(match["db"])
+    if name.lower() == INFORMATION_SCHEMA:
+        return UsePlan(INFORMATION_SCHEMA)
     database = find_database(session.config, name)
     if database is None:
         raise UnknownDatabase(name)

@@ -299,6 +299,39 @@ def test_information_schema_lists_only_logical_schemas(shop, shop_proxy):
         conn.close()
 
 
+IN_INFORMATION_SCHEMA = [
+    "SELECT DATABASE()",
+    "SELECT TABLE_NAME, TABLE_TYPE FROM TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1",
+    "SELECT t.TABLE_NAME, COUNT(*) FROM COLUMNS c JOIN TABLES t ON t.TABLE_NAME = c.TABLE_NAME "
+    "AND t.TABLE_SCHEMA = c.TABLE_SCHEMA WHERE c.TABLE_SCHEMA = '{db}' GROUP BY 1 ORDER BY 1",
+    "SELECT COUNT(*) FROM ENGINES WHERE SUPPORT <> 'NO'",
+    "SHOW TABLES LIKE 'COLUMN%'",
+    "SHOW FULL TABLES WHERE Tables_in_information_schema LIKE 'ENGINE%'",
+    "SELECT COUNT(*), MAX(id) FROM {db}.users",
+]
+
+
+def test_use_information_schema_as_mariadb(shop, shop_proxy, reference):
+    """USE information_schema (at login, by COM_INIT_DB or by USE): unqualified names are its
+    tables, answered as the plain server answers for the same logical schema."""
+    conn = shop_proxy.connect(database="information_schema")
+    ref = reference.instance.connect("information_schema")
+    try:
+        for sql in IN_INFORMATION_SCHEMA:
+            names, rows = query(conn, sql.format(db="shop"))
+            ref_names, ref_rows = query(ref, sql.format(db="reference"))
+            assert (names, rows) == (ref_names, ref_rows), sql
+        query(conn, "USE shop")
+        assert query(conn, "SELECT DATABASE(), COUNT(*) FROM users")[1] == [("shop", 8)]
+        conn.select_db("INFORMATION_SCHEMA")
+        assert query(conn, "SELECT DATABASE()")[1] == [("information_schema",)]
+        query(conn, "USE `information_schema`")
+        assert query(conn, "SELECT COUNT(*) FROM SCHEMATA")[1] == [(2,)]
+    finally:
+        conn.close()
+        ref.close()
+
+
 def test_information_schema_tables_about_servers_are_refused(shop, shop_proxy):
     conn = shop_proxy.connect()
     try:

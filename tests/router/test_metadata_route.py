@@ -9,7 +9,7 @@ from planner_config import make_config
 from router.errors import ColumnListNeeded, NotSupported, UnknownTable
 from router.metadata import catalog_database
 from router.normalize import unwrap_versioned_comments
-from router.plan import MetadataPlan, ProxyShow, QueryPlan, TableLocks
+from router.plan import MetadataPlan, ProxyShow, QueryPlan, TableLocks, UsePlan
 from router.planner import Router
 from router.session_values import fill
 
@@ -64,6 +64,38 @@ def test_information_schema_about_servers_is_refused(router):
 def test_global_information_schema_tables_run_unchanged(router):
     plan = metadata(router, "SELECT * FROM information_schema.COLLATIONS")
     assert plan.unit.sql == "SELECT * FROM information_schema.COLLATIONS"
+
+
+def test_use_information_schema_reads_its_tables_unqualified(router):
+    """After USE information_schema, unqualified names are its tables (MariaDB's rule):
+    scoped ones narrowed to the catalogs, global ones qualified for the metadata backend's
+    connection, DATABASE() is 'information_schema', and logical tables still need their
+    database's name."""
+    plan = router.plan("USE information_schema", "shop")
+    assert plan == UsePlan("information_schema")
+    inside = "information_schema"
+    scoped = router.plan(
+        "SELECT table_name, DATABASE() FROM tables WHERE table_schema = 'shop'", inside
+    )
+    assert isinstance(scoped, MetadataPlan) and scoped.catalog
+    assert scoped.unit.sql == (
+        "SELECT table_name AS `table_name`, 'information_schema' AS `DATABASE()` FROM "
+        "(SELECT * FROM information_schema.TABLES WHERE TABLE_SCHEMA IN "
+        "('shardproxy_meta_shop', 'shardproxy_meta_crm', 'information_schema')) AS `tables` "
+        "WHERE table_schema = 'shardproxy_meta_shop'"
+    )
+    engines = router.plan("SELECT COUNT(*) FROM engines e", inside)
+    assert isinstance(engines, MetadataPlan)
+    assert engines.unit.sql == "SELECT COUNT(*) FROM information_schema.engines e"
+    logical = router.plan("SELECT id, DATABASE() FROM shop.users WHERE id = 3", inside)
+    assert isinstance(logical, QueryPlan)
+    assert "'information_schema' AS `DATABASE()`" in logical.units[0].sql
+    shown = router.plan("SHOW FULL TABLES LIKE 'ENG%'", inside)
+    assert isinstance(shown, MetadataPlan)
+    assert shown.unit.sql == "SHOW FULL TABLES FROM information_schema LIKE 'ENG%'"
+    assert router.plan("SHOW TABLES FROM INFORMATION_SCHEMA", "shop").unit.sql == (
+        "SHOW TABLES FROM information_schema"
+    )
 
 
 def test_information_schema_is_planned_by_exact_text(router):
