@@ -490,6 +490,16 @@ class BackendPool:
         except BaseException:  # cancelled while connecting: the slot is free again
             self._size -= 1
             raise
+        if raw.server_status & p.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+            # The proxy writes string literals with backslash escapes (a prepared statement's
+            # values, user variables): under this mode a value could end its string early.
+            raw.close()
+            self._size -= 1
+            self.last_error = "sql_mode NO_BACKSLASH_ESCAPES"
+            raise BackendUnavailable(
+                f"Backend '{b.name}' ({b.host}:{b.port}) runs with sql_mode "
+                "NO_BACKSLASH_ESCAPES, which the proxy does not support"
+            )
         conn = BackendConnection(self, raw)
         self.server_version = conn.server_version
         self.last_error = None
@@ -609,7 +619,9 @@ class Backends:
                 continue
             pool.release(conn)
             return conn.server_version
-        return "10.11.0-MariaDB"
+        # As MariaDB sends it: without "5.5.5-", clients read 10.11 as a MySQL version and pick
+        # MySQL 8's collations (mysql-connector: utf8mb4_0900_ai_ci, unknown to MariaDB).
+        return "5.5.5-10.11.0-MariaDB"
 
     async def close(self) -> None:
         for pool in self.pools.values():

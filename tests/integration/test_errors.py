@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 import mysql.connector
 import pymysql
 import pytest
+from mariadb_instances import MariaDBInstance, free_port
 from shop_helpers import ShopTables, assert_proxy_serves, cli, connector_connect, node_of
 
 if TYPE_CHECKING:
-    from conftest import Cluster, ProxyProcess
+    from pathlib import Path
+
+    from conftest import Cluster, ProxyFactory, ProxyProcess
 
 # A physical name: a shop table with its shard suffix, or a physical database.
 PHYSICAL = re.compile(r"\b(users|orders|order_items)_[0-9]+\b|\bshop_[0-9]+\b")
@@ -297,3 +300,49 @@ def test_prepared_merge_read_with_a_table_missing_on_one_shard_is_1146(
     finally:
         conn.close()
     assert_proxy_serves(shop_proxy)
+
+
+NO_BACKSLASH_CONFIG = """\
+users: [{name: app, password: app}]
+backends:
+  b0: {host: 127.0.0.1, port: PORT, user: root, password: "", database: nbe_0}
+databases:
+  shop:
+    default_backend: b0
+    tables:
+      notes: {backend: b0}
+"""
+
+
+def test_a_backend_in_no_backslash_escapes_mode_is_refused_until_it_leaves_it(
+    proxy_server: ProxyFactory, mariadb_base_dir: Path
+) -> None:
+    """The proxy writes string literals with backslash escapes (prepared statements' values):
+    on a server whose sql_mode has NO_BACKSLASH_ESCAPES a value could end its string early,
+    so its connections are refused with a message naming the mode, until it is unset. The
+    proxy, which could not read the server's version at start, greets as MariaDB does
+    (`5.5.5-10.11...`): mysql-connector would otherwise pick MySQL 8's collations."""
+    server = MariaDBInstance(
+        "nbe", free_port(), mariadb_base_dir, extra_args=["--sql-mode=NO_BACKSLASH_ESCAPES"]
+    )
+    server.start()
+    try:
+        server.execute("CREATE DATABASE nbe_0")
+        server.execute("CREATE TABLE nbe_0.notes (id INT PRIMARY KEY, body VARCHAR(50))")
+        proxy = proxy_server(NO_BACKSLASH_CONFIG.replace("PORT", str(server.port)), name="nbe")
+        with pytest.raises(pymysql.err.MySQLError) as refused:  # at login: the catalog
+            proxy.connect().cursor().execute("SELECT * FROM notes")
+        assert refused.value.args[0] == 2013
+        assert "NO_BACKSLASH_ESCAPES" in refused.value.args[1]
+        server.execute("SET GLOBAL sql_mode = DEFAULT")
+        prepared = connector_connect(proxy)
+        try:
+            cursor = prepared.cursor(prepared=True)
+            cursor.execute("INSERT INTO notes VALUES (?, ?)", (1, "it\\'s"))
+            cursor.close()
+        finally:
+            prepared.close()
+        assert server.execute("SELECT body FROM nbe_0.notes") == [("it\\'s",)]
+        proxy.terminate()
+    finally:
+        server.stop()
