@@ -936,8 +936,8 @@ class Session:
             await self.end_transaction(commit=True)
         elif not self.autocommit and not self.in_txn and not plan.tableless:
             self.in_txn = True
-        elif self.next_transaction is not None and not self.in_txn:
-            self._autocommit_transaction(plan)
+        elif self.next_transaction is not None and not self.in_txn and not plan.tableless:
+            self._autocommit_transaction(plan)  # a read of no table starts no transaction
         limit = time_limit(self.statement, self.max_execution_time)
         if limit and not plan.is_write and not plan.implicit_commit:
             send = with_time_limit(send, limit)

@@ -442,6 +442,28 @@ def test_with_autocommit_off_a_read_of_no_table_starts_no_transaction(
         conn.rollback()
 
 
+def test_a_read_of_no_table_leaves_set_transaction_for_the_next_statement(
+    both: list[pymysql.Connection],
+) -> None:
+    """SELECT 1 starts no transaction, so it does not use up SET TRANSACTION READ ONLY: the
+    write after it is refused, with autocommit on or off, as in MariaDB."""
+    same(
+        both,
+        [
+            "SET TRANSACTION READ ONLY",
+            "SELECT 1",
+            "INSERT INTO notes VALUES (1, 'refused')",
+            "SET autocommit = 0",
+            "SET TRANSACTION READ ONLY",
+            "SELECT 1",
+            "INSERT INTO notes VALUES (2, 'refused')",
+            "ROLLBACK",
+            "SET autocommit = 1",
+            "SELECT COUNT(*) FROM notes",
+        ],
+    )
+
+
 def test_limit_parameters_bound_as_strings(
     semantics_proxy: ProxyProcess, reference_db: ReferenceDB, both: list[pymysql.Connection]
 ) -> None:
