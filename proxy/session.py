@@ -686,12 +686,18 @@ class Session:
                 parts.append(assignment_sql(a.name, a.value_sql))
                 if a.name not in ("names", "character set"):
                     readback.append(a.name)
+        sets_id = any(_sets_insert_id(a.value_sql) for a in assignments)
         conn, pooled = await self.connection(backend)
         clean = False
         try:
+            if sets_id:  # LAST_INSERT_ID(expr) in a value: it starts from the session's
+                await conn.query(f"SELECT LAST_INSERT_ID({self.last_insert_id})")
             plain = [s for s in parts if s is not None]
             if plain:
                 await conn.execute("SET " + ", ".join(plain))
+            if sets_id:
+                (row,) = await conn.query("SELECT LAST_INSERT_ID()")
+                self.last_insert_id = int(row[0] or 0)
             for a in assignments:
                 if a.name == "session transaction":
                     await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")

@@ -215,6 +215,23 @@ def test_last_insert_id_expr_sets_the_sessions_value(
     assert seen[0][-1] == [("SELECT LAST_INSERT_ID()", [(12,)])]
 
 
+def test_last_insert_id_expr_in_a_set_value_sets_the_sessions_value(
+    both: list[pymysql.Connection],
+) -> None:
+    """SET @a = LAST_INSERT_ID(expr) sets LAST_INSERT_ID() as SELECT LAST_INSERT_ID(expr)
+    does, and a LAST_INSERT_ID() inside expr is the session's."""
+    same(
+        both,
+        [
+            "SELECT LAST_INSERT_ID(5)",
+            "SET @a = LAST_INSERT_ID(42)",
+            "SELECT LAST_INSERT_ID(), @a",
+            "SET @b = LAST_INSERT_ID(LAST_INSERT_ID() + 1), @c = 'x'",
+            "SELECT LAST_INSERT_ID(), @b, @c",
+        ],
+    )
+
+
 @pytest.mark.usefixtures("both")  # the schema
 def test_change_user_resets_the_session_and_logs_in_again(semantics_proxy: ProxyProcess) -> None:
     """COM_CHANGE_USER (mysql_change_user()) as MariaDB answers it: the session is reset
