@@ -785,14 +785,15 @@ class Session:
         elif _WORD.fullmatch(value_sql):  # a bare word is a name for a value, like ON
             text = value_sql
         else:
-            pool = self.runtime.backends[self.default_backend()]
-            conn = await pool.acquire(self.state)
+            # The transaction's own connection when there is one: another could wait forever.
+            conn, pooled = await self.connection(self.default_backend())
             clean = False
             try:
                 result = await fetch(conn, f"SELECT {value_sql}")
                 clean = True
             finally:
-                pool.release(conn, clean)
+                if pooled:
+                    conn.pool.release(conn, clean)
             (text_bytes,) = result.rows[0]
             text = "NULL" if text_bytes is None else text_bytes.decode("utf-8", "replace")
             column_type = result.columns[0].type

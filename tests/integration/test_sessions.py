@@ -467,3 +467,22 @@ def test_a_statement_prepared_under_another_sql_mode_is_prepared_again(
     finally:
         plain.close()
         piped.close()
+
+
+def test_set_autocommit_to_an_expression_inside_a_transaction(pool1_proxy: ProxyProcess) -> None:
+    """SET autocommit = <expression> is evaluated on the transaction's own connection: on a
+    one-connection pool, taking another one would wait for the pool's timeout."""
+    conn = pool1_proxy.connect()
+    try:
+        execute(conn, "SET @saved = 1")
+        execute(conn, "BEGIN")
+        execute(conn, "INSERT INTO notes VALUES (90, 'in the transaction')")
+        started = time.monotonic()
+        execute(conn, "SET autocommit = @saved")
+        execute(conn, "SET autocommit = 1 + 0")
+        assert time.monotonic() - started < 5
+        assert one(conn, "SELECT @@in_transaction, @@autocommit") == (1, 1)
+        execute(conn, "ROLLBACK")
+        assert one(conn, "SELECT COUNT(*) FROM notes WHERE id = 90") == (0,)
+    finally:
+        conn.close()
