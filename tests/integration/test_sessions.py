@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pymysql
@@ -486,3 +487,17 @@ def test_set_autocommit_to_an_expression_inside_a_transaction(pool1_proxy: Proxy
         assert one(conn, "SELECT COUNT(*) FROM notes WHERE id = 90") == (0,)
     finally:
         conn.close()
+
+
+def test_a_decimal_user_variable_without_fraction_stays_decimal(pool1_proxy: ProxyProcess) -> None:
+    """A DECIMAL value with no fractional digits (`CAST(300 AS DECIMAL)`, SUM() of integers)
+    replayed on another connection is still a DECIMAL, not a BIGINT."""
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    execute(a, "SET @d = CAST(300 AS DECIMAL(10, 0)), @m = CAST(-7 AS DECIMAL(5, 0))")
+    assert one(a, "SELECT @d, @m") == (Decimal(300), Decimal(-7))
+    one(b, "SELECT 1")  # b's turn on the one connection: a's variables go, and come back
+    assert one(a, "SELECT @d, @m") == (Decimal(300), Decimal(-7))
+    assert [type(v) for v in one(a, "SELECT @d, @m")] == [Decimal, Decimal]
+    a.close()
+    b.close()
