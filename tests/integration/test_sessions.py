@@ -501,3 +501,28 @@ def test_a_decimal_user_variable_without_fraction_stays_decimal(pool1_proxy: Pro
     assert [type(v) for v in one(a, "SELECT @d, @m")] == [Decimal, Decimal]
     a.close()
     b.close()
+
+
+def test_setting_a_user_variable_keeps_the_connections_prepared_statements(
+    pool1_proxy: ProxyProcess, mariadb_cluster: Cluster
+) -> None:
+    """A user variable does not change how the server parses a statement: a SET @x (or
+    `SELECT @x := ...`) must not make every backend statement be prepared again."""
+    conn = connector_connect(pool1_proxy)
+    sql = "SELECT COUNT(*) FROM notes WHERE id > ?"
+    status = "SHOW GLOBAL STATUS LIKE 'Com_stmt_prepare'"
+    try:
+        cursor = conn.cursor(prepared=True)
+        cursor.execute(sql, (0,))
+        cursor.fetchall()
+        ((_, before),) = mariadb_cluster.instances[0].execute(status)
+        plain = conn.cursor()
+        plain.execute("SET @x = 1")
+        plain.execute("SELECT @y := 2")
+        plain.fetchall()
+        cursor.execute(sql, (0,))
+        cursor.fetchall()
+        ((_, after),) = mariadb_cluster.instances[0].execute(status)
+        assert int(after) == int(before)
+    finally:
+        conn.close()
