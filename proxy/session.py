@@ -686,6 +686,9 @@ class Session:
                 parts.append(assignment_sql(a.name, a.value_sql))
                 if a.name not in ("names", "character set"):
                     readback.append(a.name)
+                if _assigns(a.value_sql):  # SET @a = (@b := 5) assigns @b too
+                    readback += [user_variable(m.group(1)) for m in _ASSIGNS.finditer(a.value_sql)]
+        readback = list(dict.fromkeys(readback))
         sets_id = any(_sets_insert_id(a.value_sql) for a in assignments)
         conn, pooled = await self.connection(backend)
         clean = False

@@ -526,3 +526,17 @@ def test_setting_a_user_variable_keeps_the_connections_prepared_statements(
         assert int(after) == int(before)
     finally:
         conn.close()
+
+
+def test_a_variable_assigned_inside_a_set_value_stays_with_its_client(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    """SET @a = (@b := 5) assigns @b too: it must follow the client to its next connection."""
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    execute(a, "SET @a = (@b := 5), @c = 1")
+    execute(b, "SET @b = 'b'")  # b's turn on the one connection: a's variables go
+    assert one(a, "SELECT @a, @b, @c") == (5, 5, 1)
+    assert one(b, "SELECT @b") == ("b",)
+    a.close()
+    b.close()
