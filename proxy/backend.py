@@ -303,8 +303,9 @@ class BackendConnection:
     def changed_state(self, state: tuple[tuple[str, str], ...]) -> None:
         """Record that a SET gave this connection the session variables `state`. Statements
         prepared here before are closed: the server parsed them under the old variables
-        (`||` is OR or CONCAT by sql_mode, literals by the connection's character set)."""
-        if state != self.state and self.statements:
+        (`||` is OR or CONCAT by sql_mode, literals by the connection's character set); a user
+        variable changes none of that."""
+        if self.statements and _system_variables(state) != _system_variables(self.state):
             for stmt_id in self.statements.values():
                 self.send_command(p.COM_STMT_CLOSE, struct.pack("<I", stmt_id))
             self.statements.clear()
@@ -629,3 +630,8 @@ class Backends:
         for pools in self.replicas.values():
             for pool in pools:
                 await pool.close()
+
+
+def _system_variables(state: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """A session state without its user variables (`@x`)."""
+    return tuple(item for item in state if not item[0].startswith("@"))

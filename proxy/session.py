@@ -698,12 +698,21 @@ class Session:
                 parts.append(assignment_sql(a.name, a.value_sql))
                 if a.name not in ("names", "character set"):
                     readback.append(a.name)
+                if _assigns(a.value_sql):  # SET @a = (@b := 5) assigns @b too
+                    readback += [user_variable(m.group(1)) for m in _ASSIGNS.finditer(a.value_sql)]
+        readback = list(dict.fromkeys(readback))
+        sets_id = any(_sets_insert_id(a.value_sql) for a in assignments)
         conn, pooled = await self.connection(backend)
         clean = False
         try:
+            if sets_id:  # LAST_INSERT_ID(expr) in a value: it starts from the session's
+                await conn.query(f"SELECT LAST_INSERT_ID({self.last_insert_id})")
             plain = [s for s in parts if s is not None]
             if plain:
                 await conn.execute("SET " + ", ".join(plain))
+            if sets_id:
+                (row,) = await conn.query("SELECT LAST_INSERT_ID()")
+                self.last_insert_id = int(row[0] or 0)
             for a in assignments:
                 if a.name == "session transaction":
                     await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")
@@ -791,14 +800,15 @@ class Session:
         elif _WORD.fullmatch(value_sql):  # a bare word is a name for a value, like ON
             text = value_sql
         else:
-            pool = self.runtime.backends[self.default_backend()]
-            conn = await pool.acquire(self.state)
+            # The transaction's own connection when there is one: another could wait forever.
+            conn, pooled = await self.connection(self.default_backend())
             clean = False
             try:
                 result = await fetch(conn, f"SELECT {value_sql}")
                 clean = True
             finally:
-                pool.release(conn, clean)
+                if pooled:
+                    conn.pool.release(conn, clean)
             (text_bytes,) = result.rows[0]
             text = "NULL" if text_bytes is None else text_bytes.decode("utf-8", "replace")
             column_type = result.columns[0].type
@@ -948,8 +958,8 @@ class Session:
             await self.end_transaction(commit=True)
         elif not self.autocommit and not self.in_txn and not plan.tableless:
             self.in_txn = True
-        elif self.next_transaction is not None and not self.in_txn:
-            self._autocommit_transaction(plan)
+        elif self.next_transaction is not None and not self.in_txn and not plan.tableless:
+            self._autocommit_transaction(plan)  # a read of no table starts no transaction
         limit = time_limit(self.statement, self.max_execution_time)
         if limit and not plan.is_write and not plan.implicit_commit:
             send = with_time_limit(send, limit)

@@ -67,8 +67,11 @@ def _user_literal(
 ) -> str:
     if value is None:
         return "NULL"
-    if column.type == _INTEGER or column.type == _NEWDECIMAL:
-        return value.decode("ascii")  # `1.50` is DECIMAL(3,2) again, 18446744073709551615 unsigned
+    if column.type == _INTEGER:
+        return value.decode("ascii")  # 18446744073709551615 is BIGINT UNSIGNED again
+    if column.type == _NEWDECIMAL:
+        text = value.decode("ascii")  # `1.50` is DECIMAL(3,2) again
+        return text if "." in text else text + "."  # `300.` is a DECIMAL, `300` a BIGINT
     if column.type in _FLOATS:
         text = value.decode("ascii")
         return text if "e" in text.lower() else text + "e0"  # `1.5e0` is a DOUBLE literal

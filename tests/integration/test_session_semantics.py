@@ -215,6 +215,23 @@ def test_last_insert_id_expr_sets_the_sessions_value(
     assert seen[0][-1] == [("SELECT LAST_INSERT_ID()", [(12,)])]
 
 
+def test_last_insert_id_expr_in_a_set_value_sets_the_sessions_value(
+    both: list[pymysql.Connection],
+) -> None:
+    """SET @a = LAST_INSERT_ID(expr) sets LAST_INSERT_ID() as SELECT LAST_INSERT_ID(expr)
+    does, and a LAST_INSERT_ID() inside expr is the session's."""
+    same(
+        both,
+        [
+            "SELECT LAST_INSERT_ID(5)",
+            "SET @a = LAST_INSERT_ID(42)",
+            "SELECT LAST_INSERT_ID(), @a",
+            "SET @b = LAST_INSERT_ID(LAST_INSERT_ID() + 1), @c = 'x'",
+            "SELECT LAST_INSERT_ID(), @b, @c",
+        ],
+    )
+
+
 @pytest.mark.usefixtures("both")  # the schema
 def test_change_user_resets_the_session_and_logs_in_again(semantics_proxy: ProxyProcess) -> None:
     """COM_CHANGE_USER (mysql_change_user()) as MariaDB answers it: the session is reset
@@ -440,6 +457,28 @@ def test_with_autocommit_off_a_read_of_no_table_starts_no_transaction(
             cursor.execute("SELECT 1")
         assert not conn.server_status & 1, "SERVER_STATUS_IN_TRANS after SELECT 1"
         conn.rollback()
+
+
+def test_a_read_of_no_table_leaves_set_transaction_for_the_next_statement(
+    both: list[pymysql.Connection],
+) -> None:
+    """SELECT 1 starts no transaction, so it does not use up SET TRANSACTION READ ONLY: the
+    write after it is refused, with autocommit on or off, as in MariaDB."""
+    same(
+        both,
+        [
+            "SET TRANSACTION READ ONLY",
+            "SELECT 1",
+            "INSERT INTO notes VALUES (1, 'refused')",
+            "SET autocommit = 0",
+            "SET TRANSACTION READ ONLY",
+            "SELECT 1",
+            "INSERT INTO notes VALUES (2, 'refused')",
+            "ROLLBACK",
+            "SET autocommit = 1",
+            "SELECT COUNT(*) FROM notes",
+        ],
+    )
 
 
 def test_limit_parameters_bound_as_strings(

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pymysql
@@ -467,3 +468,75 @@ def test_a_statement_prepared_under_another_sql_mode_is_prepared_again(
     finally:
         plain.close()
         piped.close()
+
+
+def test_set_autocommit_to_an_expression_inside_a_transaction(pool1_proxy: ProxyProcess) -> None:
+    """SET autocommit = <expression> is evaluated on the transaction's own connection: on a
+    one-connection pool, taking another one would wait for the pool's timeout."""
+    conn = pool1_proxy.connect()
+    try:
+        execute(conn, "SET @saved = 1")
+        execute(conn, "BEGIN")
+        execute(conn, "INSERT INTO notes VALUES (90, 'in the transaction')")
+        started = time.monotonic()
+        execute(conn, "SET autocommit = @saved")
+        execute(conn, "SET autocommit = 1 + 0")
+        assert time.monotonic() - started < 5
+        assert one(conn, "SELECT @@in_transaction, @@autocommit") == (1, 1)
+        execute(conn, "ROLLBACK")
+        assert one(conn, "SELECT COUNT(*) FROM notes WHERE id = 90") == (0,)
+    finally:
+        conn.close()
+
+
+def test_a_decimal_user_variable_without_fraction_stays_decimal(pool1_proxy: ProxyProcess) -> None:
+    """A DECIMAL value with no fractional digits (`CAST(300 AS DECIMAL)`, SUM() of integers)
+    replayed on another connection is still a DECIMAL, not a BIGINT."""
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    execute(a, "SET @d = CAST(300 AS DECIMAL(10, 0)), @m = CAST(-7 AS DECIMAL(5, 0))")
+    assert one(a, "SELECT @d, @m") == (Decimal(300), Decimal(-7))
+    one(b, "SELECT 1")  # b's turn on the one connection: a's variables go, and come back
+    assert one(a, "SELECT @d, @m") == (Decimal(300), Decimal(-7))
+    assert [type(v) for v in one(a, "SELECT @d, @m")] == [Decimal, Decimal]
+    a.close()
+    b.close()
+
+
+def test_setting_a_user_variable_keeps_the_connections_prepared_statements(
+    pool1_proxy: ProxyProcess, mariadb_cluster: Cluster
+) -> None:
+    """A user variable does not change how the server parses a statement: a SET @x (or
+    `SELECT @x := ...`) must not make every backend statement be prepared again."""
+    conn = connector_connect(pool1_proxy)
+    sql = "SELECT COUNT(*) FROM notes WHERE id > ?"
+    status = "SHOW GLOBAL STATUS LIKE 'Com_stmt_prepare'"
+    try:
+        cursor = conn.cursor(prepared=True)
+        cursor.execute(sql, (0,))
+        cursor.fetchall()
+        ((_, before),) = mariadb_cluster.instances[0].execute(status)
+        plain = conn.cursor()
+        plain.execute("SET @x = 1")
+        plain.execute("SELECT @y := 2")
+        plain.fetchall()
+        cursor.execute(sql, (0,))
+        cursor.fetchall()
+        ((_, after),) = mariadb_cluster.instances[0].execute(status)
+        assert int(after) == int(before)
+    finally:
+        conn.close()
+
+
+def test_a_variable_assigned_inside_a_set_value_stays_with_its_client(
+    pool1_proxy: ProxyProcess,
+) -> None:
+    """SET @a = (@b := 5) assigns @b too: it must follow the client to its next connection."""
+    a = pool1_proxy.connect()
+    b = pool1_proxy.connect()
+    execute(a, "SET @a = (@b := 5), @c = 1")
+    execute(b, "SET @b = 'b'")  # b's turn on the one connection: a's variables go
+    assert one(a, "SELECT @a, @b, @c") == (5, 5, 1)
+    assert one(b, "SELECT @b") == ("b",)
+    a.close()
+    b.close()
