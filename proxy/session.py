@@ -699,20 +699,19 @@ class Session:
                 if a.name not in ("names", "character set"):
                     readback.append(a.name)
                 if _assigns(a.value_sql):  # SET @a = (@b := 5) assigns @b too
-                    readback += [user_variable(m.group(1)) for m in _ASSIGNS.finditer(a.value_sql)]
+                    readback += _assigned(a.value_sql)
         readback = list(dict.fromkeys(readback))
         sets_id = any(_sets_insert_id(a.value_sql) for a in assignments)
         conn, pooled = await self.connection(backend)
         clean = False
         try:
             if sets_id:  # LAST_INSERT_ID(expr) in a value: it starts from the session's
-                await conn.query(f"SELECT LAST_INSERT_ID({self.last_insert_id})")
+                await self._give_insert_id(conn)
             plain = [s for s in parts if s is not None]
             if plain:
                 await conn.execute("SET " + ", ".join(plain))
             if sets_id:
-                (row,) = await conn.query("SELECT LAST_INSERT_ID()")
-                self.last_insert_id = int(row[0] or 0)
+                await self._take_insert_id(conn)
             for a in assignments:
                 if a.name == "session transaction":
                     await conn.execute(f"SET SESSION TRANSACTION {a.value_sql}")
@@ -1213,7 +1212,7 @@ class Session:
         unit = plan.units[0]
         sets_id = _sets_insert_id(unit.sql)
         if sets_id:  # the session's value first: the statement may never evaluate `expr`
-            await conn.query(f"SELECT LAST_INSERT_ID({self.last_insert_id})")
+            await self._give_insert_id(conn)
         outcome = await relay_single(
             conn, unit, self.channel, self.runtime.names, status, send,
             _first(plan.generated_ids),
@@ -1222,10 +1221,18 @@ class Session:
         self._counted(outcome)
         await self._noted(plan, outcome, [conn])
         if sets_id:
-            (row,) = await conn.query("SELECT LAST_INSERT_ID()")
-            self.last_insert_id = int(row[0] or 0)
+            await self._take_insert_id(conn)
         if _assigns(unit.sql):
             await self._capture_user_variables(conn, unit.sql)
+
+    async def _give_insert_id(self, conn: BackendConnection) -> None:
+        """Before a LAST_INSERT_ID(expr) runs on `conn`: it holds the session's value."""
+        await conn.query(f"SELECT LAST_INSERT_ID({self.last_insert_id})")
+
+    async def _take_insert_id(self, conn: BackendConnection) -> None:
+        """After it: the session's LAST_INSERT_ID() is what `conn` now holds."""
+        (row,) = await conn.query("SELECT LAST_INSERT_ID()")
+        self.last_insert_id = int(row[0] or 0)
 
     async def _start_with(self, conn: BackendConnection, unit: Unit) -> None:
         """Sender for a new branch's first statement: XA START in the same packet. If XA START
@@ -1288,7 +1295,7 @@ class Session:
     async def _capture_user_variables(self, conn: BackendConnection, sql: str) -> None:
         """A statement assigned user variables (`SELECT @x := ...`): keep their new values in
         the session, so they follow it to other connections and never stay behind on this one."""
-        names = list(dict.fromkeys(user_variable(m.group(1)) for m in _ASSIGNS.finditer(sql)))
+        names = list(dict.fromkeys(_assigned(sql)))
         state = dict(self.state)
         state.update(await read_back(conn, names))
         self.state = tuple(state.items())
@@ -1377,6 +1384,11 @@ def _sets_insert_id(sql: str) -> bool:
     """Whether a statement may set LAST_INSERT_ID(expr): the router made every plain
     LAST_INSERT_ID() a marker, so any call left in it has an argument."""
     return "_insert_id" in sql.lower() and _SETS_INSERT_ID.search(sql) is not None
+
+
+def _assigned(sql: str) -> list[str]:
+    """The user variables a statement assigns with `:=`, in order (repeats kept)."""
+    return [user_variable(m.group(1)) for m in _ASSIGNS.finditer(sql)]
 
 
 def _assigns(sql: str) -> bool:

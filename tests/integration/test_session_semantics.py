@@ -328,22 +328,36 @@ RETURNING = [
 ]
 
 
+def prepared_clients(proxy: ProxyProcess, reference_db: ReferenceDB) -> list[Any]:
+    """[proxy, reference] mysql-connector connections (pure Python, autocommit) for prepared
+    statements over the binary protocol."""
+    servers = [
+        (proxy.host, proxy.port, "app", "app"),
+        (reference_db.instance.host, reference_db.instance.port, "root", ""),
+    ]
+    return [
+        mysql.connector.connect(
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database="reference",
+            use_pure=True,
+            autocommit=True,
+        )
+        for host, port, user, password in servers
+    ]
+
+
 def test_writes_returning_rows(
     semantics_proxy: ProxyProcess, reference_db: ReferenceDB, both: list[pymysql.Connection]
 ) -> None:
     """INSERT / DELETE ... RETURNING answer rows: relayed from one shard (as binary rows to a
     prepared statement, whose client would otherwise read text rows as binary ones), refused
     with 1235 over several."""
-    servers = [
-        (semantics_proxy.host, semantics_proxy.port, "app", "app"),
-        (reference_db.instance.host, reference_db.instance.port, "root", ""),
-    ]
     seen: list[list[Any]] = []
-    for (host, port, user, password), conn in zip(servers, both, strict=True):
-        prepared = mysql.connector.connect(
-            host=host, port=port, user=user, password=password, database="reference",
-            use_pure=True, autocommit=True,
-        )  # fmt: skip
+    clients = prepared_clients(semantics_proxy, reference_db)
+    for prepared, conn in zip(clients, both, strict=True):
         cursor = prepared.cursor(prepared=True)
         answers: list[Any] = []
         for sql, params in RETURNING:
@@ -414,16 +428,9 @@ def test_prepared_writes_store_parameters_as_mariadb_does(
     """A prepared write runs as text with its values as literals: a DATE parameter written to
     a string column must read '2020-01-02', not '2020-01-02 00:00:00.000000', a DOUBLE 2
     must read '2'."""
-    servers = [
-        (semantics_proxy.host, semantics_proxy.port, "app", "app"),
-        (reference_db.instance.host, reference_db.instance.port, "root", ""),
-    ]
     stored = []
-    for (host, port, user, password), conn in zip(servers, both, strict=True):
-        prepared = mysql.connector.connect(
-            host=host, port=port, user=user, password=password, database="reference",
-            use_pure=True, autocommit=True,
-        )  # fmt: skip
+    clients = prepared_clients(semantics_proxy, reference_db)
+    for prepared, conn in zip(clients, both, strict=True):
         cursor = prepared.cursor(prepared=True)
         cursor.execute("ALTER TABLE notes MODIFY body VARCHAR(40)")
         for i, value in enumerate(PARAMETERS):
@@ -486,17 +493,10 @@ def test_limit_parameters_bound_as_strings(
 ) -> None:
     """PHP's PDO binds every parameter as a string: MariaDB takes LIMIT '1', '5' as numbers,
     also when the read runs on every shard."""
-    servers = [
-        (semantics_proxy.host, semantics_proxy.port, "app", "app"),
-        (reference_db.instance.host, reference_db.instance.port, "root", ""),
-    ]
     seen = []
-    for (host, port, user, password), conn in zip(servers, both, strict=True):
+    clients = prepared_clients(semantics_proxy, reference_db)
+    for prepared, conn in zip(clients, both, strict=True):
         run(conn, ["INSERT INTO items VALUES (3, 3), (4, 4), (5, 5)"])
-        prepared = mysql.connector.connect(
-            host=host, port=port, user=user, password=password, database="reference",
-            use_pure=True, autocommit=True,
-        )  # fmt: skip
         cursor = prepared.cursor(prepared=True)
         cursor.execute("SELECT k FROM items ORDER BY k LIMIT ?, ?", ("1", "3"))
         seen.append(cursor.fetchall())
